@@ -1,0 +1,11 @@
+"""Entry point for `panel serve app.py`. Everything lives in the quantpanel package.
+
+Options: `panel serve app.py --args --config path/to/config.yaml --source replay`, or the
+QUANTPANEL_CONFIG / QUANTPANEL_SOURCE environment variables.
+"""
+
+from quantpanel.dashboard.app import create_app
+from quantpanel.cli import app_options
+
+config, source = app_options()
+create_app(config, source=source).servable()

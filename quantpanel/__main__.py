@@ -1,0 +1,5 @@
+import sys
+
+from quantpanel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,302 @@
+"""The ``quantpanel`` command: serve, exchange, record, import, bars.
+
+Every command reads config.yaml (``--config``) and its flags override the config. Errors the user
+can fix (bad config, bad file, unreachable DB) print one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from quantpanel.config import Config, load_config
+from quantpanel.errors import QuantPanelError
+
+__all__ = ["main", "app_options", "parse_time"]
+
+log = logging.getLogger("quantpanel")
+
+
+def parse_time(text: str) -> int:
+    """ISO-8601 (naive = UTC) or epoch milliseconds -> epoch ms."""
+    t = text.strip()
+    if t.lstrip("-").isdigit():
+        return int(t)
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not ISO-8601 (2024-08-08T23:55:00Z) or epoch milliseconds") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
+    return load_config(args.config, overrides)
+
+
+def _symbols(text: str | None) -> list[str] | None:
+    return [s for s in text.replace(",", " ").split()] if text else None
+
+
+# -- serve --------------------------------------------------------------------------------------
+def _serve(args: argparse.Namespace) -> int:
+    import panel as pn
+
+    from quantpanel.dashboard.app import create_app
+
+    cfg = _config(args, {
+        "server.host": args.host, "server.port": args.port, "source": args.source,
+        "feed.ws_url": args.ws_url, "replay.speed": args.speed,
+        "server.allow_websocket_origin": args.allow_websocket_origin,
+    })
+    origins = list(cfg.server.allow_websocket_origin) or [
+        f"{h}:{cfg.server.port}" for h in ("localhost", "127.0.0.1", cfg.server.host)]
+    print(f"quantpanel serving on http://{cfg.server.host}:{cfg.server.port} "
+          f"(source {cfg.source})", flush=True)
+    pn.serve(lambda: create_app(cfg), address=cfg.server.host, port=cfg.server.port,
+             websocket_origin=origins, show=False, title="quantpanel")
+    return 0
+
+
+def app_options(argv: Sequence[str] | None = None) -> tuple[Config, str | None]:
+    """Options of ``panel serve app.py --args ...`` (and QUANTPANEL_* environment variables)."""
+    import os
+
+    p = argparse.ArgumentParser(prog="app.py", add_help=False)
+    p.add_argument("--config")
+    p.add_argument("--source", choices=["auto", "live", "replay"])
+    ns, _ = p.parse_known_args(sys.argv[1:] if argv is None else argv)
+    source = ns.source or os.environ.get("QUANTPANEL_SOURCE") or None
+    return load_config(ns.config, {"source": source}), source
+
+
+# -- exchange -----------------------------------------------------------------------------------
+def _exchange(args: argparse.Namespace) -> int:
+    from quantpanel.feeds.exchange import Exchange, Faults
+    from quantpanel.feeds.recording import load_recording
+
+    cfg = _config(args, {})
+    data = Path(args.data) if args.data else cfg.replay.data
+    recording = load_recording(data)
+
+    async def run() -> None:
+        ex = Exchange(
+            recording, speed=args.speed, loop=args.loop, rebase_to_now=args.rebase_to_now,
+            host=args.host, port=args.port, pause_when_idle=not args.free_run,
+            faults=Faults(drop_every=args.drop_every, garbage_every=args.garbage_every),
+            sent_log=Path(args.sent_log) if args.sent_log else None,
+        )
+        await ex.start()
+        print(f"exchange listening on {ex.url} replaying {len(recording.trades)} trades of "
+              f"{','.join(recording.symbols)} from {data}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        waits = [asyncio.ensure_future(stop.wait())]
+        if args.exit_when_done:
+            waits.append(asyncio.ensure_future(ex.done.wait()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if args.exit_when_done and ex.done.is_set():
+            await asyncio.sleep(args.linger)
+        await ex.stop()
+        print(json.dumps({"frames_sent": ex.stats.frames_sent, "drops": ex.stats.drops,
+                          "garbage_sent": ex.stats.garbage_sent,
+                          "connections": ex.stats.connections}), flush=True)
+
+    asyncio.run(run())
+    return 0
+
+
+# -- record -------------------------------------------------------------------------------------
+async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
+    """Headless ingest: feed -> pipeline (store + bars) for ``duration`` s or until a signal."""
+    from quantpanel.feeds.connection import FeedConnection
+    from quantpanel.pipeline.graph import Pipeline
+    from quantpanel.pipeline.history import warm_start
+    from quantpanel.storage.store import Store
+    from quantpanel.storage.writer import StoreWriter
+
+    db = cfg.storage.db_path
+    writer = StoreWriter(db)
+    with Store(db) as store:
+        warm = warm_start(store, cfg.symbols, cfg.timeframes, bars=0, grace_ms=cfg.bars.close_grace_ms)
+    writer.put_bars(warm.recovered)
+    pipeline = Pipeline(warm.state, writer)
+    f = cfg.feed
+    feed = FeedConnection(f.ws_url, cfg.symbols, pipeline.emit, batch_max_ticks=f.batch_max_ticks,
+                          batch_interval_ms=f.batch_interval_ms, silence_timeout_s=f.silence_timeout_s,
+                          connect_timeout_s=f.connect_timeout_s, backoff_initial_s=f.backoff_initial_s,
+                          backoff_max_s=f.backoff_max_s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    task = loop.create_task(feed.run())
+    try:
+        await asyncio.wait_for(stop.wait(), duration)
+    except TimeoutError:
+        pass
+    await feed.stop()
+    await task
+    await asyncio.to_thread(writer.flush)
+    writer.close()
+    st = feed.stats
+    return {
+        "db": str(db), "seconds": round(time.monotonic() - started, 3), "ticks_received": st.ticks,
+        "ticks_stored": writer.stats.ticks_written, "duplicates_ignored": writer.stats.ticks_ignored,
+        "bars_stored": writer.stats.bars_written, "frames": st.frames, "malformed": st.malformed,
+        "other_events": dict(st.other_events), "connects": st.connects,
+        "reconnects": st.reconnects, "store_errors": writer.stats.errors,
+    }
+
+
+def _record(args: argparse.Namespace) -> int:
+    cfg = _config(args, {"symbols": _symbols(args.symbols), "storage.db_path": args.db,
+                         "feed.ws_url": args.ws_url})
+    print(f"recording {','.join(cfg.symbols)} from {cfg.feed.ws_url} into {cfg.storage.db_path}",
+          file=sys.stderr, flush=True)
+    summary = asyncio.run(record(cfg, args.duration))
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+# -- import -------------------------------------------------------------------------------------
+def _import(args: argparse.Namespace) -> int:
+    from quantpanel.pipeline.history import rebuild_bars
+    from quantpanel.storage.importer import import_file
+    from quantpanel.storage.store import Store
+
+    cfg = _config(args, {"storage.db_path": args.db})
+    with Store(cfg.storage.db_path) as store:
+        touched: set[str] = set()
+        for f in args.files:
+            res = import_file(store, Path(f), symbol=args.symbol)
+            touched.update(res.symbols)
+            print(json.dumps({"file": f, "read": res.read, "stored": res.stored,
+                              "already_stored": res.read - res.stored,
+                              "symbols": sorted(res.symbols), "skipped": res.skipped}), flush=True)
+        for sym in sorted(touched):
+            n = rebuild_bars(store, sym, cfg.timeframes)
+            print(json.dumps({"symbol": sym, "bars_rebuilt": n}), flush=True)
+    return 0
+
+
+# -- bars ---------------------------------------------------------------------------------------
+def _bars(args: argparse.Namespace) -> int:
+    from quantpanel.pipeline.history import load_bars
+    from quantpanel.storage.store import Store
+
+    cfg = _config(args, {"storage.db_path": args.db})
+    with Store(cfg.storage.db_path, readonly=True) as store:
+        bars = load_bars(store, args.symbol.upper(), args.timeframe, args.start, args.end)
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    try:
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume"])
+        for b in bars:
+            w.writerow([_iso(b.time), b.open, b.high, b.low, b.close, b.volume, b.trades, b.vwap,
+                        b.buy_volume])
+    finally:
+        if args.out:
+            out.close()
+    if args.out:
+        print(f"wrote {len(bars)} bars to {args.out}", file=sys.stderr)
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quantpanel", description=__doc__.split("\n")[0])
+    p.add_argument("--config", help="config file (default: $QUANTPANEL_CONFIG or ./config.yaml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the dashboard", description="Serve the dashboard.")
+    s.add_argument("--host", help="address to bind (config server.host)")
+    s.add_argument("--port", type=int, help="port (config server.port)")
+    s.add_argument("--source", choices=["auto", "live", "replay"], help="where ticks come from")
+    s.add_argument("--ws-url", help="Binance-compatible combined-stream URL (config feed.ws_url)")
+    s.add_argument("--speed", type=float, help="replay speed factor, 0 = as fast as possible")
+    s.add_argument("--allow-websocket-origin", action="append", help="allowed browser origin host:port")
+    s.set_defaults(func=_serve)
+
+    e = sub.add_parser("exchange", help="run the local Binance-compatible exchange",
+                       description="Replay recorded aggTrades over a Binance-compatible WebSocket.")
+    e.add_argument("--data", help="recording: JSON-lines capture (.gz ok) or aggTrades CSV/zip")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
+    e.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = as fast as possible")
+    e.add_argument("--loop", action=argparse.BooleanOptionalAction, default=False,
+                   help="loop forever, shifting times and ids each pass")
+    e.add_argument("--rebase-to-now", action=argparse.BooleanOptionalAction, default=False,
+                   help="shift times so the replay starts now")
+    e.add_argument("--free-run", action="store_true",
+                   help="keep the timeline running while no client is connected")
+    e.add_argument("--drop-every", type=int, default=0, help="close a connection every N frames")
+    e.add_argument("--garbage-every", type=int, default=0, help="send a garbage frame every N frames")
+    e.add_argument("--sent-log", help="append 'SYMBOL agg_id' of every frame sent to this file")
+    e.add_argument("--exit-when-done", action="store_true", help="exit once the recording is played")
+    e.add_argument("--linger", type=float, default=1.0, help="seconds to wait before exiting when done")
+    e.set_defaults(func=_exchange)
+
+    r = sub.add_parser("record", help="headless ingest into the DB",
+                       description="Ingest aggTrades into the DB for --duration s or until Ctrl-C.")
+    r.add_argument("--symbols", help="comma-separated symbols (config symbols)")
+    r.add_argument("--db", help="SQLite file (config storage.db_path)")
+    r.add_argument("--ws-url", help="Binance-compatible combined-stream URL (config feed.ws_url)")
+    r.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
+    r.set_defaults(func=_record)
+
+    i = sub.add_parser("import", help="import aggTrades CSVs or WebSocket captures",
+                       description="Import data.binance.vision aggTrades CSV/zip files or "
+                                   "JSON-lines WebSocket captures; bars are rebuilt.")
+    i.add_argument("files", nargs="+", help="files to import")
+    i.add_argument("--db", help="SQLite file (config storage.db_path)")
+    i.add_argument("--symbol", help="symbol of a CSV whose name does not say it")
+    i.set_defaults(func=_import)
+
+    b = sub.add_parser("bars", help="print or write bars as CSV",
+                       description="Bars of one symbol as CSV (time in ISO-8601 UTC).")
+    b.add_argument("--symbol", required=True)
+    b.add_argument("--timeframe", default="1m", choices=["1s", "1m", "5m"])
+    b.add_argument("--start", type=parse_time, help="ISO-8601 or epoch ms, inclusive")
+    b.add_argument("--end", type=parse_time, help="ISO-8601 or epoch ms, exclusive")
+    b.add_argument("--db", help="SQLite file (config storage.db_path)")
+    b.add_argument("--out", help="write to this file instead of stdout")
+    b.set_defaults(func=_bars)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except QuantPanelError as exc:
+        print(f"quantpanel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

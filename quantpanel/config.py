@@ -1,0 +1,259 @@
+"""config.yaml -> a typed, validated, frozen ``Config``.
+
+Validation is pydantic's (strict about unknown keys); ``load_config`` turns its errors into one
+``ConfigError`` whose lines each name the key path, e.g. ``feed.batch_interval_ms: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from quantpanel.errors import ConfigError
+from quantpanel.models import TIMEFRAMES
+
+__all__ = ["Config", "load_config", "DEFAULT_CONFIG_PATHS", "BINANCE_FUTURES_WS"]
+
+#: Binance USD-M futures combined-stream endpoint of the ``market`` route (aggTrade lives there).
+BINANCE_FUTURES_WS = "wss://fstream.binance.com/market/stream"
+BINANCE_FUTURES_REST = "https://fapi.binance.com"
+DEFAULT_CONFIG_PATHS = ("config.yaml",)
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Section):
+    """Where and how the live feed connects."""
+
+    ws_url: str = BINANCE_FUTURES_WS
+    rest_url: str = BINANCE_FUTURES_REST
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    batch_max_ticks: int = Field(500, ge=1, le=100_000)
+    batch_interval_ms: int = Field(75, ge=1, le=5_000)
+    silence_timeout_s: float = Field(30.0, gt=0, le=3_600)
+    backoff_initial_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(30.0, gt=0, le=600)
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_scheme(cls, v: str) -> str:
+        if not v.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return v
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http_scheme(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class ReplayConfig(_Section):
+    """The local Binance-compatible exchange used offline (source ``replay``, or ``auto`` fallback)."""
+
+    data: Path = Path("data/replay/binance-usdm-btcusdt-ethusdt-2024-08-08.trades.gz")
+    label: str = (
+        "real Binance USD-M trades, BTCUSDT+ETHUSDT, 2024-08-08 23:54-00:00 UTC "
+        "(trade stream served as aggTrade; times shifted to now, looping)"
+    )
+    simulated: bool = False
+    speed: float = Field(1.0, ge=0)  # 0 = as fast as possible
+    loop: bool = True
+    rebase_to_now: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65_535)  # 0 = any free port
+
+
+class StorageConfig(_Section):
+    """SQLite files. Replayed ticks go to their own file so they never mix with live history."""
+
+    db_path: Path = Path("data/quantpanel.db")
+    replay_db_path: Path = Path("data/replay.db")
+
+
+class ServerConfig(_Section):
+    """The Panel/Bokeh server. Binds loopback unless told otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5006, ge=0, le=65_535)
+    allow_websocket_origin: tuple[str, ...] = ()
+
+
+class BarsConfig(_Section):
+    """Bar closing and warm-up; see ANALYTICS.md "Bars"."""
+
+    close_grace_ms: int = Field(250, ge=0, le=60_000)
+    warmup_bars: int = Field(500, ge=0, le=100_000)
+
+
+class DashboardConfig(_Section):
+    """How sessions are fed: throttled pulls of bounded buffers."""
+
+    push_interval_ms: int = Field(500, ge=50, le=10_000)
+    buffer_bars: int = Field(600, ge=10, le=100_000)
+    default_timeframe: str = "1s"
+
+
+class WindowsConfig(_Section):
+    """Analytics windows in bars (used by the pair analytics)."""
+
+    zscore: int = Field(60, ge=2)
+    correlation: int = Field(60, ge=2)
+    lookback: int = Field(0, ge=0)  # 0 = all aligned bars loaded
+    hedge_refit_bars: int = Field(60, ge=1)
+
+
+class Config(_Section):
+    """The whole configuration; every field has a working default."""
+
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    timeframes: tuple[str, ...] = ("1s", "1m", "5m")
+    source: Literal["auto", "live", "replay"] = "auto"
+    feed: FeedConfig = FeedConfig()
+    replay: ReplayConfig = ReplayConfig()
+    storage: StorageConfig = StorageConfig()
+    server: ServerConfig = ServerConfig()
+    bars: BarsConfig = BarsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    windows: WindowsConfig = WindowsConfig()
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s for s in re.split(r"[,\s]+", v) if s]
+        if isinstance(v, (list, tuple)):
+            out = []
+            for s in v:
+                if not isinstance(s, str):
+                    raise ValueError(f"symbol {s!r} is not a string")
+                s = s.strip().upper()
+                if not _SYMBOL.match(s):
+                    raise ValueError(f"symbol {s!r} is not a Binance symbol (A-Z, 0-9)")
+                if s in out:
+                    raise ValueError(f"symbol {s} is listed twice")
+                out.append(s)
+            if not out:
+                raise ValueError("must list at least one symbol")
+            if len(out) > 200:
+                raise ValueError("at most 200 symbols (Binance's streams per connection)")
+            return tuple(out)
+        return v
+
+    @field_validator("timeframes")
+    @classmethod
+    def _timeframes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("must list at least one timeframe")
+        bad = [t for t in v if t not in TIMEFRAMES]
+        if bad:
+            raise ValueError(f"unknown timeframe(s) {bad}; expected some of {list(TIMEFRAMES)}")
+        return tuple(sorted(set(v), key=lambda t: TIMEFRAMES[t]))
+
+    @model_validator(mode="after")
+    def _default_tf(self) -> "Config":
+        if self.dashboard.default_timeframe not in self.timeframes:
+            raise ValueError(
+                f"dashboard.default_timeframe {self.dashboard.default_timeframe!r} "
+                f"is not in timeframes {list(self.timeframes)}"
+            )
+        return self
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: cannot override inside {key!r}, which is not a mapping")
+        node = child
+    node[leaf] = value
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {path}: {msg} (got {e.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    """Make relative file paths relative to the config file, so any working directory works."""
+
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    return cfg.model_copy(
+        update={
+            "replay": cfg.replay.model_copy(update={"data": fix(cfg.replay.data)}),
+            "storage": cfg.storage.model_copy(
+                update={
+                    "db_path": fix(cfg.storage.db_path),
+                    "replay_db_path": fix(cfg.storage.replay_db_path),
+                }
+            ),
+        }
+    )
+
+
+def find_config_path(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Explicit path, else ``$QUANTPANEL_CONFIG``, else ``./config.yaml`` if present."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("QUANTPANEL_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Read and validate the config; ``overrides`` (dotted keys, e.g. ``feed.ws_url``) win.
+
+    Raises ``ConfigError`` naming the file, the key path and what is wrong.
+    """
+    cfg_path = find_config_path(path)
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if cfg_path is not None:
+        source = str(cfg_path)
+        try:
+            text = cfg_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{cfg_path}: cannot read config file: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{cfg_path}: top level must be a mapping, got {type(loaded).__name__}")
+        tree = loaded
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, dotted, value)
+    try:
+        cfg = Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source)) from None
+    base = cfg_path.resolve().parent if cfg_path is not None else Path.cwd()
+    return _resolve_paths(cfg, base)

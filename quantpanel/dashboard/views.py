@@ -1,0 +1,200 @@
+"""Per-session views. Each takes the shared hub and pulls from it; none touches the pipeline."""
+
+from __future__ import annotations
+
+import time
+from html import escape
+
+import holoviews as hv
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.plots import bars_frame, candles, empty_bars_frame, volume
+from quantpanel.models import timeframe_ms
+from quantpanel.pipeline.runtime import Status
+
+__all__ = ["SymbolView", "StatusStrip", "SourceBanner", "Dashboard"]
+
+
+class SymbolView(Viewer):
+    """Metric cards and a candlestick + volume chart for one symbol, fed through Buffer streams."""
+
+    symbol = param.String()
+    timeframe = param.String(default="1s")
+
+    def __init__(self, hub: Hub, **params: object) -> None:
+        super().__init__(**params)
+        self._hub = hub
+        self._seq: int | None = None
+        n = hub.buffer_bars
+        self.buffer = hv.streams.Buffer(empty_bars_frame(), length=n, index=False)
+        self.forming = hv.streams.Pipe(data=empty_bars_frame())
+        price = (hv.DynamicMap(candles, streams=[self.buffer])
+                 * hv.DynamicMap(candles, streams=[self.forming]))
+        vol = hv.DynamicMap(volume, streams=[self.buffer]) * hv.DynamicMap(volume, streams=[self.forming])
+        price = price.opts(hv.opts.Overlay(height=300, responsive=True, xaxis=None,
+                                          ylabel="price", title=f"{self.symbol} · {self.timeframe}",
+                                          tools=["xwheel_zoom", "xpan"], active_tools=["xpan"]))
+        vol = vol.opts(hv.opts.Overlay(height=120, responsive=True, ylabel="volume", xlabel="time (UTC)"))
+        self._chart = pn.pane.HoloViews((price + vol).cols(1).opts(shared_axes=True),
+                                        sizing_mode="stretch_width", linked_axes=True)
+        fmt = "{value:,.6g}"
+        self.last = pn.indicators.Number(name=f"{self.symbol} last", value=0.0, format=fmt,
+                                         font_size="22pt", title_size="10pt")
+        self.change = pn.indicators.Number(
+            name="change % (window)", value=0.0, format="{value:+.3f}%", font_size="22pt",
+            title_size="10pt", colors=[(0.0, "#ef5350"), (1e9, "#26a69a")])
+        self.volume = pn.indicators.Number(name="volume (window)", value=0.0, format=fmt,
+                                           font_size="22pt", title_size="10pt")
+        self._layout = pn.Column(pn.Row(self.last, self.change, self.volume), self._chart,
+                                 sizing_mode="stretch_width", name=self.symbol)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+    @param.depends("timeframe", watch=True)
+    def _on_timeframe(self) -> None:
+        self._seq = None  # next pull replaces the buffer with the new timeframe's bars
+
+    def pull(self) -> int:
+        """Catch up with the hub; returns the number of closed bars sent."""
+        d = self._hub.since(self.symbol, self.timeframe, self._seq)
+        tf_ms = timeframe_ms(self.timeframe)
+        if d.reset:
+            self.buffer.clear()
+        if d.closed:
+            self.buffer.send(bars_frame(d.closed, tf_ms))
+        self._seq = d.seq
+        forming = [d.forming] if d.forming is not None else []
+        self.forming.send(bars_frame(forming, tf_ms))
+        self._update_cards(d.forming)
+        return len(d.closed)
+
+    def _update_cards(self, forming: object) -> None:
+        data = self.buffer.data
+        last = forming.close if forming is not None else (
+            float(data["close"].iloc[-1]) if len(data) else None)
+        if last is None:
+            return
+        first = float(data["open"].iloc[0]) if len(data) else (forming.open if forming else last)
+        vol = float(data["volume"].sum()) + (forming.volume if forming is not None else 0.0)
+        self.last.value = last
+        self.change.value = (last / first - 1.0) * 100.0 if first else 0.0
+        self.volume.value = vol
+
+
+class SourceBanner(Viewer):
+    """Says plainly when the dashboard is replaying, what, and whether it is real or simulated."""
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._alert = pn.pane.Alert("", alert_type="warning", visible=False,
+                                    sizing_mode="stretch_width", css_classes=["qp-source-banner"])
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._alert
+
+    def show(self, status: Status) -> None:
+        if status.source == "REPLAY":
+            kind = "SIMULATED data" if status.simulated else "REAL recorded data"
+            text = (f"**REPLAY** — Binance is not connected; replaying {kind}: "
+                    f"{escape(status.label)}")
+        else:
+            text = ""
+        if text != self._alert.object:
+            self._alert.object = text
+        self._alert.visible = bool(text)
+
+
+class StatusStrip(Viewer):
+    """Source, connection state, ticks/s and the age of the last tick."""
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._html = pn.pane.HTML("starting…", sizing_mode="stretch_width",
+                                  css_classes=["qp-status"])
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._html
+
+    def show(self, status: Status) -> None:
+        colour = {"LIVE": "#2e7d32", "REPLAY": "#ef6c00"}.get(status.source, "#616161")
+        age = "—" if status.last_tick_age_s is None else f"{status.last_tick_age_s:.1f} s"
+        err = f" · <span style='color:#c62828'>{escape(status.error)}</span>" if status.error else ""
+        self._html.object = (
+            f"<div style='font-family:monospace'>"
+            f"<b style='color:{colour}' data-source='{status.source}'>{status.source}</b>"
+            f" · <span class='qp-state'>{status.state}</span>"
+            f" · <span class='qp-rate'>{status.ticks_per_s:,.0f}</span> ticks/s"
+            f" · last tick <span class='qp-age'>{age}</span> ago"
+            f" · {status.ticks:,} ticks · {status.malformed} malformed · {status.reconnects} reconnects"
+            f"{err}</div>"
+        )
+
+
+class Dashboard(Viewer):
+    """The page of one session: controls, source banner, status strip and one view per symbol."""
+
+    symbols = param.ListSelector(default=[])
+    timeframe = param.Selector(default="1s", objects=["1s"])
+
+    def __init__(self, hub: Hub, **params: object) -> None:
+        cfg = hub.config
+        self.param.symbols.objects = list(cfg.symbols)
+        self.param.timeframe.objects = list(cfg.timeframes)
+        params.setdefault("symbols", list(cfg.symbols[:2]))
+        params.setdefault("timeframe", cfg.dashboard.default_timeframe)
+        super().__init__(**params)
+        self._hub = hub
+        self.banner = SourceBanner()
+        self.status = StatusStrip()
+        self._views: dict[str, SymbolView] = {}
+        self._charts = pn.Column(sizing_mode="stretch_width")
+        self._controls = pn.Column(
+            pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
+            pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
+        )
+        self._callback = None
+        self._pulls = 0
+        self._sync_views()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.banner, self.status, self._charts, sizing_mode="stretch_width")
+
+    @property
+    def controls(self) -> pn.viewable.Viewable:
+        return self._controls
+
+    @param.depends("symbols", "timeframe", watch=True)
+    def _sync_views(self) -> None:
+        for sym in list(self._views):
+            if sym not in self.symbols:
+                del self._views[sym]
+        for sym in self.symbols:
+            view = self._views.get(sym)
+            if view is None:
+                self._views[sym] = SymbolView(self._hub, symbol=sym, timeframe=self.timeframe)
+            else:
+                view.timeframe = self.timeframe
+        self._charts.objects = [self._views[s] for s in self.symbols]
+        if self._callback is not None:
+            self.pull()
+
+    def start(self) -> None:
+        """Begin this session's throttled pulls (call once the page has loaded)."""
+        if self._callback is None:
+            self.pull()
+            self._callback = pn.state.add_periodic_callback(
+                self.pull, period=self._hub.config.dashboard.push_interval_ms)
+
+    def pull(self) -> None:
+        started = time.perf_counter()
+        status = self._hub.status()
+        self.banner.show(status)
+        self.status.show(status)
+        for view in self._views.values():
+            view.pull()
+        self._pulls += 1
+        self.last_pull_s = time.perf_counter() - started

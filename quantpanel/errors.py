@@ -1,0 +1,31 @@
+"""Exceptions raised by quantpanel; every message says what was wrong and where."""
+
+from __future__ import annotations
+
+__all__ = [
+    "QuantPanelError",
+    "ConfigError",
+    "FrameError",
+    "ImportFileError",
+    "StoreError",
+]
+
+
+class QuantPanelError(Exception):
+    """Base class of every error quantpanel raises on purpose."""
+
+
+class ConfigError(QuantPanelError):
+    """config.yaml or a CLI flag has an unknown key or a bad value; the message names the key path."""
+
+
+class FrameError(QuantPanelError):
+    """A WebSocket frame could not be parsed; it is counted and dropped, never stored."""
+
+
+class ImportFileError(QuantPanelError):
+    """A file given to an importer is malformed; the message names the file and the line."""
+
+
+class StoreError(QuantPanelError):
+    """The SQLite store cannot be opened or written (path, permissions, disk full)."""

@@ -1,0 +1,250 @@
+"""The feed connection: one WebSocket for all symbols' aggTrades, micro-batched into the pipeline.
+
+The same code talks to Binance and to the local exchange; only the URL differs. It reconnects
+with exponential backoff and jitter, a watchdog replaces a connection that went silent, and a
+malformed frame is logged, counted and dropped without touching the rest of the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from quantpanel.errors import FrameError
+from quantpanel.feeds.binance_futures import (
+    agg_trade_stream,
+    combined_stream_url,
+    control_message,
+    parse_frame,
+)
+from quantpanel.models import Tick, TickBatch
+
+__all__ = ["FeedConnection", "FeedStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeedStats:
+    """Counters and state the status strip and the benchmarks read."""
+
+    state: str = "idle"  # idle | connecting | connected | backoff | stopped
+    url: str = ""
+    connects: int = 0
+    reconnects: int = 0
+    watchdog_reconnects: int = 0
+    connect_failures: int = 0
+    frames: int = 0
+    ticks: int = 0
+    batches: int = 0
+    malformed: int = 0
+    other_events: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""
+    last_event_ms: int = 0  # exchange event time E of the newest tick
+    last_tick_ms: int = 0  # trade time T of the newest tick
+    last_recv_wall_ms: int = 0  # local wall clock when the newest tick arrived
+
+
+class FeedConnection:
+    """Stream aggTrades of ``symbols`` from ``base_url`` and hand ``TickBatch``es to ``on_batch``.
+
+    ``on_batch`` is called on the event loop, in arrival order, at most every
+    ``batch_interval_ms`` or whenever ``batch_max_ticks`` ticks are pending.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        symbols: Iterable[str],
+        on_batch: Callable[[TickBatch], object],
+        *,
+        batch_max_ticks: int = 500,
+        batch_interval_ms: int = 75,
+        silence_timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url
+        self.symbols: list[str] = [s.upper() for s in symbols]
+        self.on_batch = on_batch
+        self.batch_max = batch_max_ticks
+        self.batch_interval = batch_interval_ms / 1000
+        self.silence_timeout = silence_timeout_s
+        self.connect_timeout = connect_timeout_s
+        self.backoff_initial = backoff_initial_s
+        self.backoff_max = backoff_max_s
+        self.stats = FeedStats(url=base_url)
+        self.connected = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._pending: list[Tick] = []
+        self._max_event = 0
+        self._stopping = False
+        self._next_id = 1
+        self._replies: dict[int, asyncio.Future[object]] = {}
+        self._last_frame = 0.0
+
+    # -- control -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, stream, reconnect; returns only after ``stop()``."""
+        attempt = 0
+        flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
+        try:
+            while not self._stopping:
+                url = combined_stream_url(self.base_url, self.symbols)
+                self.stats.state = "connecting"
+                self.stats.url = url
+                started = time.monotonic()
+                try:
+                    await self._session(url)
+                except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    if not self.connected.is_set() and time.monotonic() - started < self.connect_timeout + 1:
+                        self.stats.connect_failures += 1
+                    log.warning("feed %s: %s", url.split("?")[0], self.stats.last_error)
+                finally:
+                    self._ws = None
+                    self.connected.clear()
+                    self._flush()
+                    for fut in self._replies.values():
+                        fut.cancel()
+                    self._replies.clear()
+                if self._stopping:
+                    break
+                self.stats.reconnects += 1
+                # A connection that streamed for a while resets the backoff.
+                attempt = 0 if time.monotonic() - started > 10 else attempt + 1
+                delay = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 16))
+                delay *= random.uniform(0.5, 1.0)
+                self.stats.state = "backoff"
+                log.info("feed reconnecting in %.2f s (attempt %d)", delay, attempt)
+                await asyncio.sleep(delay)
+        finally:
+            flusher.cancel()
+            self._flush()
+            self.stats.state = "stopped"
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def subscribe(self, symbols: Iterable[str], timeout: float = 5.0) -> None:
+        """Add symbols on the open connection (and to every later reconnect)."""
+        new = [s.upper() for s in symbols if s.upper() not in self.symbols]
+        self.symbols.extend(new)
+        if new and self._ws is not None:
+            await self._request("SUBSCRIBE", [agg_trade_stream(s) for s in new], timeout)
+
+    async def unsubscribe(self, symbols: Iterable[str], timeout: float = 5.0) -> None:
+        """Remove symbols on the open connection (and from every later reconnect)."""
+        gone = [s.upper() for s in symbols if s.upper() in self.symbols]
+        self.symbols = [s for s in self.symbols if s not in gone]
+        if gone and self._ws is not None:
+            await self._request("UNSUBSCRIBE", [agg_trade_stream(s) for s in gone], timeout)
+
+    async def list_subscriptions(self, timeout: float = 5.0) -> list[str]:
+        result = await self._request("LIST_SUBSCRIPTIONS", [], timeout)
+        return list(result) if isinstance(result, list) else []
+
+    async def _request(self, method: str, streams: list[str], timeout: float) -> object:
+        if self._ws is None:
+            raise ConnectionError(f"{method}: feed is not connected")
+        rid, self._next_id = self._next_id, self._next_id + 1
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._replies[rid] = fut
+        await self._ws.send(control_message(method, streams, rid).decode())
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._replies.pop(rid, None)
+
+    # -- streaming -----------------------------------------------------------------------------
+    async def _session(self, url: str) -> None:
+        async with connect(url, open_timeout=self.connect_timeout, max_size=2**20,
+                           close_timeout=2) as ws:
+            self._ws = ws
+            self.stats.connects += 1
+            self.stats.state = "connected"
+            self.connected.set()
+            log.info("feed connected to %s", url.split("?")[0])
+            self._last_frame = time.monotonic()
+            watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
+            try:
+                async for raw in ws:
+                    self._on_frame(raw)
+            finally:
+                watchdog.cancel()
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        """Close a connection that sent nothing for ``silence_timeout`` s, so run() reconnects."""
+        while True:
+            await asyncio.sleep(min(self.silence_timeout / 4, 1.0))
+            if time.monotonic() - self._last_frame > self.silence_timeout:
+                self.stats.watchdog_reconnects += 1
+                log.warning("feed silent for %.1f s: reconnecting", self.silence_timeout)
+                self.stats.last_error = f"silent for {self.silence_timeout} s"
+                ws.transport.abort()
+                return
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        self._last_frame = time.monotonic()
+        self.stats.frames += 1
+        try:
+            parsed = parse_frame(raw)
+        except FrameError as exc:
+            self.stats.malformed += 1
+            log.warning("dropped malformed frame: %s", exc)
+            return
+        if isinstance(parsed, str):
+            if parsed in ("response", "error"):
+                self._on_reply(raw)
+            else:
+                self.stats.other_events[parsed] += 1
+            return
+        tick, event_ms = parsed
+        self._pending.append(tick)
+        if event_ms > self._max_event:
+            self._max_event = event_ms
+        if len(self._pending) >= self.batch_max:
+            self._flush()
+
+    def _on_reply(self, raw: str | bytes) -> None:
+        msg = orjson.loads(raw)
+        fut = self._replies.get(msg.get("id")) if isinstance(msg.get("id"), int) else None
+        if "error" in msg:
+            err = ConnectionError(f"exchange refused request: {msg['error']}")
+            if fut and not fut.done():
+                fut.set_exception(err)
+            log.warning("%s", err)
+            self.stats.other_events["error"] += 1
+        elif fut and not fut.done():
+            fut.set_result(msg.get("result"))
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        ticks, self._pending = tuple(self._pending), []
+        now = int(time.time() * 1000)
+        last = ticks[-1]
+        st = self.stats
+        st.ticks += len(ticks)
+        st.batches += 1
+        st.last_tick_ms = max(st.last_tick_ms, last.time)
+        st.last_event_ms = max(st.last_event_ms, self._max_event)
+        st.last_recv_wall_ms = now
+        self.on_batch(TickBatch(ticks, now, self._max_event))
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.batch_interval)
+            self._flush()

@@ -1,0 +1,281 @@
+"""A local Binance-compatible exchange: replays a recording as USD-M combined-stream aggTrades.
+
+Tests, benchmarks and the offline demo connect to it through the very client code used for live
+Binance. It speaks the subset quantpanel uses: ``/stream?streams=a/b`` and ``/ws/a/b`` (with or
+without a route prefix such as ``/market``), SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS with
+Binance's replies and error shapes.
+
+One timeline per exchange, like a real market: every connection sees the same trades at the same
+moment, filtered by its streams. With ``pause_when_idle`` the timeline waits while nobody is
+connected (nothing is skipped); without it, trades due while a client is away are not sent to it.
+Looping shifts times by the recording's span (+1 s) and ids by each symbol's id span per pass, so a
+store never sees a duplicate and ids stay contiguous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from quantpanel.feeds.binance_futures import agg_trade_stream
+from quantpanel.feeds.recording import RecordedTrade, Recording
+
+__all__ = ["Exchange", "ExchangeStats", "Faults"]
+
+log = logging.getLogger(__name__)
+
+_LOOP_GAP_MS = 1_000
+_GARBAGE = (
+    "this is not json",
+    '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"BTCUSDT"}}',
+    '{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","s":"BTCUSDT","p":"1"}}',
+    "[1, 2, 3]",
+)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault injection (the reliability issue extends this)."""
+
+    drop_every: int = 0  # close a connection after every N trade frames sent to it
+    garbage_every: int = 0  # send one garbage frame after every N trade frames
+
+
+@dataclass
+class ExchangeStats:
+    frames_sent: int = 0
+    garbage_sent: int = 0
+    drops: int = 0
+    connections: int = 0
+    passes: int = 0
+
+
+@dataclass
+class _Client:
+    ws: ServerConnection
+    streams: set[str]
+    sent: int = 0
+    queue: list[str] = field(default_factory=list)
+
+
+def render_agg_trade(t: RecordedTrade, dt: int, da: int) -> str:
+    """The exact combined-stream frame Binance sends for one aggTrade, shifted by dt ms / da ids."""
+    return (
+        f'{{"stream":"{t.symbol.lower()}@aggTrade","data":{{"e":"aggTrade","E":{t.event_time + dt},'
+        f'"a":{t.agg_id + da},"s":"{t.symbol}","p":"{t.price}","q":"{t.qty}",'
+        f'"f":{t.first_id + da},"l":{t.last_id + da},"T":{t.time + dt},'
+        f'"m":{"true" if t.buyer_maker else "false"}}}}}'
+    )
+
+
+def _streams_of_path(path: str) -> set[str] | None:
+    """Requested streams of a connection path; None when the path is not a stream endpoint."""
+    parts = urlsplit(path)
+    segs = [s for s in parts.path.split("/") if s]
+    if segs and segs[0] in ("market", "public", "private"):
+        segs = segs[1:]
+    if segs[:1] == ["stream"] and len(segs) == 1:
+        raw = parse_qs(parts.query).get("streams", [""])[0]
+        return {s for s in raw.split("/") if s}
+    if segs[:1] == ["ws"]:
+        return {s for seg in segs[1:] for s in seg.split("/") if s}
+    return None
+
+
+class Exchange:
+    """Replay ``recording`` over a real WebSocket server on ``host:port`` (0 = any free port)."""
+
+    def __init__(
+        self,
+        recording: Recording,
+        *,
+        speed: float = 1.0,
+        loop: bool = False,
+        rebase_to_now: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        pause_when_idle: bool = True,
+        faults: Faults = Faults(),
+        sent_log: Path | None = None,
+    ) -> None:
+        if speed < 0:
+            raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
+        self.recording = recording
+        self.speed = speed
+        self.loop = loop
+        self.rebase_to_now = rebase_to_now
+        self.host, self.port = host, port
+        self.pause_when_idle = pause_when_idle
+        self.faults = faults
+        self.stats = ExchangeStats()
+        self.done = asyncio.Event()  # the recording was played through (never set when looping)
+        self._sent_log = open(sent_log, "a", encoding="utf-8") if sent_log else None
+        self._clients: dict[ServerConnection, _Client] = {}
+        self._someone = asyncio.Event()
+        self._server: Server | None = None
+        self._producer: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base combined-stream URL (``.../stream``) to give the feed client."""
+        return f"ws://{self.host}:{self.port}/stream"
+
+    async def start(self) -> None:
+        self._server = await serve(self._handle, self.host, self.port, ping_interval=180,
+                                   ping_timeout=600, max_size=2**16)
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        self._producer = asyncio.get_running_loop().create_task(self._produce())
+        log.info("exchange listening on %s replaying %s", self.url, self.recording.source)
+
+    async def stop(self) -> None:
+        if self._producer:
+            self._producer.cancel()
+            try:
+                await self._producer
+            except asyncio.CancelledError:
+                pass
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._sent_log:
+            self._sent_log.close()
+
+    async def __aenter__(self) -> "Exchange":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- connections ---------------------------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        streams = _streams_of_path(ws.request.path if ws.request else "")
+        if streams is None:
+            await ws.close(1008, "unknown path; use /stream?streams=... or /ws/...")
+            return
+        client = _Client(ws, streams)
+        self._clients[ws] = client
+        self._someone.set()
+        self.stats.connections += 1
+        try:
+            async for message in ws:
+                reply = self._control(client, message)
+                await ws.send(reply)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._clients.pop(ws, None)
+            if not self._clients:
+                self._someone.clear()
+
+    def _control(self, client: _Client, message: str | bytes) -> str:
+        try:
+            req = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return '{"error":{"code":3,"msg":"Invalid JSON: expected value at line 1 column 1"}}'
+        if not isinstance(req, dict):
+            return '{"error":{"code":2,"msg":"Invalid request"}}'
+        rid = req.get("id")
+        if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0:
+            return orjson.dumps({"error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"}, "id": None}).decode()
+        method = req.get("method")
+        params = req.get("params", [])
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                return orjson.dumps({"error": {"code": 1, "msg": "Invalid value type: expected Array of Strings"}, "id": rid}).decode()
+            if method == "SUBSCRIBE":
+                client.streams.update(params)
+            else:
+                client.streams.difference_update(params)
+            return orjson.dumps({"result": None, "id": rid}).decode()
+        if method == "LIST_SUBSCRIPTIONS":
+            return orjson.dumps({"result": sorted(client.streams), "id": rid}).decode()
+        return orjson.dumps({"error": {"code": 0, "msg": f"Unknown property {method!r}"}, "id": rid}).decode()
+
+    # -- the timeline --------------------------------------------------------------------------
+    def _passes(self, t0_shift: int) -> Iterator[tuple[int, int, dict[str, int]]]:
+        trades = self.recording.trades
+        span = trades[-1].time - trades[0].time + _LOOP_GAP_MS
+        id_span: dict[str, int] = {}
+        for t in trades:
+            lo, hi = id_span.get(t.symbol + "<", t.agg_id), id_span.get(t.symbol + ">", t.agg_id)
+            id_span[t.symbol + "<"], id_span[t.symbol + ">"] = min(lo, t.first_id), max(hi, t.last_id)
+        k = 0
+        while True:
+            da = {s: k * (id_span[s + ">"] - id_span[s + "<"] + 1) for s in self.recording.symbols}
+            yield k, t0_shift + k * span, da
+            k += 1
+            if not self.loop:
+                return
+
+    async def _produce(self) -> None:
+        trades = self.recording.trades
+        chunk_max = 2_000
+        await self._someone.wait()
+        dt0 = int(time.time() * 1000) - trades[0].time if self.rebase_to_now else 0
+        wall0 = time.monotonic()
+        first = trades[0].time + dt0
+        for k, dt, da in self._passes(dt0):
+            self.stats.passes = k + 1
+            i, n = 0, len(trades)
+            while i < n:
+                if self.pause_when_idle and not self._clients:
+                    paused = time.monotonic()
+                    await self._someone.wait()
+                    wall0 += time.monotonic() - paused
+                if self.speed > 0:
+                    due = wall0 + (trades[i].time + dt - first) / 1000 / self.speed
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    now_rel = (time.monotonic() - wall0) * 1000 * self.speed + first - dt
+                    j = i
+                    while j < n and j - i < chunk_max and trades[j].time <= now_rel:
+                        j += 1
+                    j = max(j, i + 1)
+                else:
+                    j = min(n, i + chunk_max)
+                await self._broadcast(trades[i:j], dt, da)
+                i = j
+                if self.speed == 0:
+                    await asyncio.sleep(0)
+        self.done.set()
+
+    async def _broadcast(self, chunk: tuple[RecordedTrade, ...], dt: int, da: dict[str, int]) -> None:
+        frames = [(agg_trade_stream(t.symbol), t, render_agg_trade(t, dt, da[t.symbol])) for t in chunk]
+        for client in list(self._clients.values()):
+            sent_ids: list[str] = []
+            try:
+                for stream, t, frame in frames:
+                    if stream not in client.streams:
+                        continue
+                    await client.ws.send(frame)
+                    client.sent += 1
+                    self.stats.frames_sent += 1
+                    sent_ids.append(f"{t.symbol} {t.agg_id + da[t.symbol]}\n")
+                    f = self.faults
+                    if f.garbage_every and client.sent % f.garbage_every == 0:
+                        await client.ws.send(_GARBAGE[self.stats.garbage_sent % len(_GARBAGE)])
+                        self.stats.garbage_sent += 1
+                    if f.drop_every and client.sent % f.drop_every == 0:
+                        self.stats.drops += 1
+                        self._clients.pop(client.ws, None)
+                        await client.ws.close(1001, "injected drop")
+                        break
+            except ConnectionClosed:
+                self._clients.pop(client.ws, None)
+            finally:
+                if self._sent_log and sent_ids:
+                    self._sent_log.writelines(sent_ids)
+                    self._sent_log.flush()
+        if not self._clients:
+            self._someone.clear()

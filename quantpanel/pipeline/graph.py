@@ -1,0 +1,37 @@
+"""The streamz graph, wiring only: feed events -> store, -> bar builder -> outputs.
+
+Built with ``asynchronous=True`` on the server's event loop (a sync streamz graph would start its
+own IOLoop thread and run sinks there, which is unsafe for Bokeh). Nodes receive whole batches.
+Other layers subscribe to ``updates`` (every ``BarUpdate``) or ``closed`` (closed bars only).
+"""
+
+from __future__ import annotations
+
+from streamz import Stream
+
+from quantpanel.models import TickBatch
+from quantpanel.pipeline.bars import BarState, Clock, step
+from quantpanel.storage.writer import StoreWriter
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline:
+    """One per process. ``emit`` takes ``TickBatch`` and ``Clock`` events."""
+
+    def __init__(self, state: BarState, writer: StoreWriter | None = None) -> None:
+        self.source: Stream = Stream(asynchronous=True, stream_name="feed")
+        ticks = self.source.filter(lambda e: isinstance(e, TickBatch)).map(lambda b: b.ticks)
+        self._bars_node = self.source.accumulate(step, returns_state=True, start=state)
+        self.updates: Stream = self._bars_node
+        self.closed: Stream = self.updates.map(lambda u: u.closed).filter(bool)
+        if writer is not None:
+            ticks.sink(writer.put_ticks)
+            self.closed.sink(writer.put_bars)
+
+    def emit(self, event: TickBatch | Clock) -> None:
+        self.source.emit(event)
+
+    @property
+    def bar_state(self) -> BarState:
+        return self._bars_node.state

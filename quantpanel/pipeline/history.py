@@ -1,0 +1,87 @@
+"""Bars over stored history: cached closed bars plus the tail rebuilt from ticks.
+
+One path serves warm-up, ``quantpanel bars`` and crash recovery: whatever the ``bars`` cache lacks
+after its last closed bar (a crash, an import) is rebuilt from the ticks by the same builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from quantpanel.models import Bar, timeframe_ms
+from quantpanel.pipeline.bars import BarState, SeriesState, build_bars, initial_state
+from quantpanel.storage.store import Store
+
+__all__ = ["load_bars", "warm_start", "rebuild_bars", "WarmStart"]
+
+
+def _series_bars(
+    store: Store, symbol: str, timeframe: str, start: int | None, end: int | None, last: int | None
+) -> tuple[list[Bar], list[Bar], SeriesState, int]:
+    """(cached closed bars, bars rebuilt from the tail incl. forming, final series state, last id)."""
+    tf_ms = timeframe_ms(timeframe)
+    cached = store.read_bars(symbol, timeframe, start, end, last=last)
+    anchor = store.read_bars(symbol, timeframe, None, end, last=1)  # newest cached bar before end
+    seed = anchor[-1] if anchor else None
+    tail_from = seed.time + tf_ms if seed else start
+    state = initial_state([timeframe], last_bars=[seed] if seed else [])
+    tail, state = build_bars(store.iter_ticks(symbol, tail_from, end), [timeframe], state=state)
+    if start is not None:
+        tail = [b for b in tail if b.time >= start]
+    series = state.series.get((symbol, timeframe)) or SeriesState(tf_ms, None, *(
+        (seed.close, seed.time + tf_ms) if seed else (None, None)))
+    return cached, tail, series, state.last_agg_id.get(symbol, -1)
+
+
+def load_bars(
+    store: Store,
+    symbol: str,
+    timeframe: str,
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    last: int | None = None,
+    include_forming: bool = True,
+) -> list[Bar]:
+    """Bars of ``symbol`` with ``start <= time < end`` (or the ``last`` N), oldest first.
+
+    The final bar has ``closed=False`` when it may still grow (it is built from the newest ticks).
+    """
+    cached, tail, _, _ = _series_bars(store, symbol, timeframe, start, end, last)
+    bars = cached + [b for b in tail if include_forming or b.closed]
+    return bars[-last:] if last is not None else bars
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    state: BarState  # continue the pipeline from here
+    history: dict[tuple[str, str], list[Bar]]  # last N bars per series, forming bar last
+    recovered: list[Bar]  # closed bars rebuilt from ticks that the cache lacked: store them
+
+
+def warm_start(
+    store: Store, symbols: Iterable[str], timeframes: Iterable[str], *, bars: int, grace_ms: int
+) -> WarmStart:
+    """The pipeline's starting point after a restart, so charts show history at once."""
+    tfs = tuple(timeframes)
+    series: dict[tuple[str, str], SeriesState] = {}
+    last_ids: dict[str, int] = {}
+    history: dict[tuple[str, str], list[Bar]] = {}
+    recovered: list[Bar] = []
+    for symbol in symbols:
+        for tf in tfs:
+            cached, tail, s, last_id = _series_bars(store, symbol, tf, None, None, max(bars, 1))
+            series[(symbol, tf)] = s
+            last_ids[symbol] = max(last_ids.get(symbol, -1), last_id)
+            recovered.extend(b for b in tail if b.closed)
+            history[(symbol, tf)] = (cached + tail)[-bars:] if bars else []
+        last_ids[symbol] = max(last_ids[symbol], store.max_agg_id(symbol))
+    state = BarState(tfs, grace_ms, series, {k: v for k, v in last_ids.items() if v >= 0})
+    return WarmStart(state, history, recovered)
+
+
+def rebuild_bars(store: Store, symbol: str, timeframes: Iterable[str]) -> int:
+    """Recompute a symbol's cached bars from all its ticks (after an import). Returns bars stored."""
+    bars, _ = build_bars(store.iter_ticks(symbol), timeframes, include_forming=False)
+    return store.replace_bars(symbol, bars)

@@ -1,0 +1,196 @@
+"""The runtime: owns the process's one pipeline, its feed connection and the asyncio tasks.
+
+``source`` decides where ticks come from: ``live`` (Binance), ``replay`` (the local exchange on
+bundled recorded data), or ``auto``: live if it connects within ``feed.connect_timeout_s``, else
+replay, with the status saying so plainly. Replayed ticks go to their own database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from quantpanel.config import Config
+from quantpanel.feeds.connection import FeedConnection
+from quantpanel.feeds.exchange import Exchange
+from quantpanel.feeds.recording import load_recording
+from quantpanel.models import Bar, TickBatch
+from quantpanel.pipeline.bars import Clock
+from quantpanel.pipeline.graph import Pipeline
+from quantpanel.pipeline.history import warm_start
+from quantpanel.storage.store import Store
+from quantpanel.storage.writer import StoreWriter
+
+__all__ = ["Runtime", "Status"]
+
+log = logging.getLogger(__name__)
+_CLOCK_PERIOD_S = 0.25
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the status strip shows; a snapshot, safe to hand to any session."""
+
+    source: str  # LIVE | REPLAY | STARTING
+    label: str  # what is being replayed, and whether it is real or simulated
+    simulated: bool
+    state: str  # connection state
+    ticks_per_s: float
+    last_tick_age_s: float | None
+    ticks: int
+    malformed: int
+    reconnects: int
+    db_path: str
+    error: str
+
+
+class Runtime:
+    """Start once per process with ``await runtime.start()``; stop with ``await runtime.stop()``."""
+
+    def __init__(self, config: Config, *, source: str | None = None) -> None:
+        self.config = config
+        self.mode = source or config.source
+        self.source_kind = "STARTING"
+        self.pipeline: Pipeline | None = None
+        self.feed: FeedConnection | None = None
+        self.exchange: Exchange | None = None
+        self.writer: StoreWriter | None = None
+        self.history: dict[tuple[str, str], list[Bar]] = {}
+        self.started = asyncio.Event()
+        self.error = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rate: deque[tuple[float, int]] = deque(maxlen=64)
+        self._on_ready: list[Callable[["Runtime"], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def on_ready(self, callback: Callable[["Runtime"], None]) -> None:
+        """Call ``callback(runtime)`` once the pipeline exists (now, if it already does)."""
+        if self.pipeline is not None:
+            callback(self)
+        else:
+            self._on_ready.append(callback)
+
+    async def start(self) -> None:
+        cfg = self.config
+        if self.mode in ("auto", "live") and await self._try_live():
+            self.source_kind = "LIVE"
+            db = cfg.storage.db_path
+        elif self.mode == "live":
+            self.error = f"cannot connect to {cfg.feed.ws_url}: {self.feed.stats.last_error if self.feed else ''}"
+            log.error("%s; retrying in the background", self.error)
+            self.source_kind = "LIVE"
+            db = cfg.storage.db_path
+        else:
+            await self._start_exchange()
+            self.source_kind = "REPLAY"
+            db = cfg.storage.replay_db_path
+        self.writer = StoreWriter(db)
+        with Store(db) as store:
+            warm = warm_start(store, cfg.symbols, cfg.timeframes,
+                              bars=cfg.dashboard.buffer_bars, grace_ms=cfg.bars.close_grace_ms)
+        self.writer.put_bars(warm.recovered)
+        self.history = warm.history
+        self.pipeline = Pipeline(warm.state, self.writer)
+        if self.feed is None:
+            self.feed = self._make_feed(self.exchange.url if self.exchange else cfg.feed.ws_url)
+        self.feed.on_batch = self._on_batch
+        loop = asyncio.get_running_loop()
+        if not any(t.get_name() == "feed" for t in self._tasks):
+            self._tasks.append(loop.create_task(self.feed.run(), name="feed"))
+        self._tasks.append(loop.create_task(self._clock(), name="clock"))
+        log.info("runtime started: %s, db %s", self.source_kind, db)
+        for cb in self._on_ready:
+            cb(self)
+        self._on_ready.clear()
+        self.started.set()
+
+    async def stop(self) -> None:
+        if self.feed:
+            await self.feed.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.exchange:
+            await self.exchange.stop()
+        if self.writer:
+            self.writer.close()
+
+    def _make_feed(self, url: str) -> FeedConnection:
+        f = self.config.feed
+        return FeedConnection(
+            url, self.config.symbols, self._on_batch,
+            batch_max_ticks=f.batch_max_ticks, batch_interval_ms=f.batch_interval_ms,
+            silence_timeout_s=f.silence_timeout_s, connect_timeout_s=f.connect_timeout_s,
+            backoff_initial_s=f.backoff_initial_s, backoff_max_s=f.backoff_max_s,
+        )
+
+    async def _try_live(self) -> bool:
+        self.feed = self._make_feed(self.config.feed.ws_url)
+        task = asyncio.get_running_loop().create_task(self.feed.run(), name="feed")
+        try:
+            await asyncio.wait_for(self.feed.connected.wait(), self.config.feed.connect_timeout_s + 0.5)
+        except TimeoutError:
+            if self.mode == "live":
+                self._tasks.append(task)  # keep retrying with backoff
+                return False
+            log.warning("live Binance unreachable (%s): replaying bundled data",
+                        self.feed.stats.last_error or "timeout")
+            await self.feed.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.feed = None
+            return False
+        self._tasks.append(task)
+        return True
+
+    async def _start_exchange(self) -> None:
+        r = self.config.replay
+        recording = await asyncio.to_thread(load_recording, r.data)
+        self.exchange = Exchange(recording, speed=r.speed, loop=r.loop,
+                                 rebase_to_now=r.rebase_to_now, host=r.host, port=r.port)
+        await self.exchange.start()
+
+    # -- ingest --------------------------------------------------------------------------------
+    def _on_batch(self, batch: TickBatch) -> None:
+        self._rate.append((time.monotonic(), len(batch.ticks)))
+        if self.pipeline is not None:
+            self.pipeline.emit(batch)
+
+    async def _clock(self) -> None:
+        """Close bars by the feed's clock (its last event time plus elapsed wall time)."""
+        while True:
+            await asyncio.sleep(_CLOCK_PERIOD_S)
+            st = self.feed.stats if self.feed else None
+            if st and self.feed.connected.is_set() and st.last_event_ms and self.pipeline:
+                now = st.last_event_ms + (int(time.time() * 1000) - st.last_recv_wall_ms)
+                self.pipeline.emit(Clock(now))
+
+    # -- status --------------------------------------------------------------------------------
+    def status(self) -> Status:
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._rate if now - t <= 5.0]
+        rate = sum(n for _, n in recent) / 5.0 if recent else 0.0
+        st = self.feed.stats if self.feed else None
+        age = None
+        if st and st.last_recv_wall_ms:
+            age = max(0.0, time.time() - st.last_recv_wall_ms / 1000)
+        replay = self.source_kind == "REPLAY"
+        db = self.config.storage.replay_db_path if replay else self.config.storage.db_path
+        return Status(
+            source=self.source_kind,
+            label=self.config.replay.label if replay else self.config.feed.ws_url,
+            simulated=replay and self.config.replay.simulated,
+            state=st.state if st else "starting",
+            ticks_per_s=rate,
+            last_tick_age_s=age,
+            ticks=st.ticks if st else 0,
+            malformed=st.malformed if st else 0,
+            reconnects=st.reconnects if st else 0,
+            db_path=str(db),
+            error=self.error or (st.last_error if st and st.state != "connected" else ""),
+        )

@@ -1,0 +1,180 @@
+"""The SQLite store: ticks keyed by (symbol, agg_id), so storing is idempotent, and closed bars.
+
+Ticks are the truth. The ``bars`` table caches closed bars so a restart warms up without
+re-reading hours of ticks; anything the cache lacks is rebuilt from ticks by the bar builder.
+One ``Store`` per thread (sqlite3 connections are not shared across threads). WAL mode lets the
+dashboard and the CLI read while the writer thread writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from quantpanel.errors import StoreError
+from quantpanel.models import Bar, Tick
+
+__all__ = ["Store", "BAR_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ticks (
+    symbol TEXT NOT NULL,
+    agg_id INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    price REAL NOT NULL,
+    qty REAL NOT NULL,
+    buyer_maker INTEGER NOT NULL,
+    PRIMARY KEY (symbol, agg_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ticks_symbol_time ON ticks (symbol, time);
+CREATE TABLE IF NOT EXISTS bars (
+    symbol TEXT NOT NULL,
+    timeframe TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
+    volume REAL NOT NULL, trades INTEGER NOT NULL, vwap REAL NOT NULL, buy_volume REAL NOT NULL,
+    PRIMARY KEY (symbol, timeframe, time)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+"""
+
+
+class Store:
+    """Typed access to one SQLite file. All SQL is parameterised."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(f"{self.path}: no such database")
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=10)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, rows: Iterable[Sequence[object]]) -> int:
+        try:
+            with self._db:  # one transaction: all rows or none
+                before = self._db.total_changes
+                self._db.executemany(sql, rows)
+                return self._db.total_changes - before
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed, nothing of this batch stored: {exc}") from None
+
+    # -- ticks ---------------------------------------------------------------------------------
+    def insert_ticks(self, ticks: Iterable[Tick]) -> int:
+        """Store ticks in one transaction; ticks already stored are ignored. Returns rows added."""
+        return self._write(
+            "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            ticks,
+        )
+
+    def iter_ticks(
+        self, symbol: str, start: int | None = None, end: int | None = None, *, chunk: int = 50_000
+    ) -> Iterator[Tick]:
+        """Ticks of ``symbol`` with ``start <= time < end``, ordered by (time, agg_id)."""
+        cur = self._db.execute(
+            "SELECT symbol, time, agg_id, price, qty, buyer_maker FROM ticks "
+            "WHERE symbol = ? AND time >= ? AND time < ? ORDER BY time, agg_id",
+            (symbol, start if start is not None else -(2**62), end if end is not None else 2**62),
+        )
+        while rows := cur.fetchmany(chunk):
+            for s, t, a, p, q, m in rows:
+                yield Tick(s, t, a, p, q, bool(m))
+
+    def read_ticks(self, symbol: str, start: int | None = None, end: int | None = None) -> list[Tick]:
+        return list(self.iter_ticks(symbol, start, end))
+
+    def tick_ids(self, symbol: str | None = None) -> set[tuple[str, int]]:
+        """The stored (symbol, agg_id) keys: what completeness checks compare."""
+        if symbol is None:
+            rows = self._db.execute("SELECT symbol, agg_id FROM ticks")
+        else:
+            rows = self._db.execute("SELECT symbol, agg_id FROM ticks WHERE symbol = ?", (symbol,))
+        return {(s, a) for s, a in rows}
+
+    def tick_count(self, symbol: str | None = None) -> int:
+        if symbol is None:
+            return int(self._db.execute("SELECT COUNT(*) FROM ticks").fetchone()[0])
+        return int(
+            self._db.execute("SELECT COUNT(*) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()[0]
+        )
+
+    def max_agg_id(self, symbol: str) -> int:
+        """Highest stored agg_id of ``symbol``, -1 when none."""
+        row = self._db.execute("SELECT MAX(agg_id) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    def symbols(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT symbol FROM ticks ORDER BY symbol")]
+
+    # -- bars ----------------------------------------------------------------------------------
+    def upsert_bars(self, bars: Iterable[Bar]) -> int:
+        """Store closed bars (a later write of the same bar replaces it). Forming bars are refused."""
+        rows = []
+        for b in bars:
+            if not b.closed:
+                raise ValueError(f"refusing to cache forming bar {b.symbol} {b.timeframe} {b.time}")
+            rows.append((b.symbol, b.timeframe, b.time, b.open, b.high, b.low, b.close,
+                         b.volume, b.trades, b.vwap, b.buy_volume))
+        return self._write("INSERT OR REPLACE INTO bars VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def read_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        last: int | None = None,
+    ) -> list[Bar]:
+        """Cached closed bars with ``start <= time < end`` (or the ``last`` N), oldest first."""
+        lo = start if start is not None else -(2**62)
+        hi = end if end is not None else 2**62
+        sql = (
+            "SELECT time, open, high, low, close, volume, trades, vwap, buy_volume FROM bars "
+            "WHERE symbol = ? AND timeframe = ? AND time >= ? AND time < ? ORDER BY time"
+        )
+        params: tuple[object, ...] = (symbol, timeframe, lo, hi)
+        if last is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT ?) ORDER BY time"
+            params = (*params, last)
+        return [Bar(symbol, timeframe, *row) for row in self._db.execute(sql, params)]
+
+    def delete_bars(self, symbol: str) -> None:
+        self._write("DELETE FROM bars WHERE symbol = ?", [(symbol,)])
+
+    def replace_bars(self, symbol: str, bars: Iterable[Bar]) -> int:
+        """Swap a symbol's cached bars for ``bars`` in one transaction (a rebuild)."""
+        rows = [(b.symbol, b.timeframe, b.time, b.open, b.high, b.low, b.close, b.volume,
+                 b.trades, b.vwap, b.buy_volume) for b in bars if b.closed]
+        try:
+            with self._db:
+                self._db.execute("DELETE FROM bars WHERE symbol = ?", (symbol,))
+                self._db.executemany("INSERT INTO bars VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: rebuilding bars of {symbol} failed, old bars kept: {exc}") from None
+        return len(rows)

@@ -1,0 +1,109 @@
+"""A background thread that owns the write connection, so the event loop never waits on disk."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantpanel.errors import StoreError
+from quantpanel.models import Bar, Tick
+from quantpanel.storage.store import Store
+
+__all__ = ["StoreWriter", "WriterStats"]
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+@dataclass
+class WriterStats:
+    ticks_written: int = 0
+    ticks_ignored: int = 0  # already stored (idempotent re-delivery)
+    bars_written: int = 0
+    errors: int = 0
+    last_error: str = ""
+
+
+class StoreWriter:
+    """Queue ticks and closed bars; a thread writes whatever is queued in one transaction.
+
+    ``put_*`` never blocks. ``flush()`` waits until everything queued so far is on disk.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        Store(self.path).close()  # create the schema now, and fail here, not in the thread
+        self.stats = WriterStats()
+        self._q: queue.Queue[object] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="quantpanel-store-writer", daemon=True)
+        self._thread.start()
+
+    def put_ticks(self, ticks: tuple[Tick, ...] | list[Tick]) -> None:
+        if ticks:
+            self._q.put(("ticks", ticks))
+
+    def put_bars(self, bars: tuple[Bar, ...] | list[Bar]) -> None:
+        if bars:
+            self._q.put(("bars", bars))
+
+    @property
+    def backlog(self) -> int:
+        return self._q.qsize()
+
+    def flush(self, timeout: float | None = None) -> None:
+        done = threading.Event()
+        self._q.put(done)
+        if not done.wait(timeout):
+            raise TimeoutError(f"store writer did not flush within {timeout} s")
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._q.put(_STOP)
+            self._thread.join()
+
+    def _run(self) -> None:
+        store = Store(self.path)
+        try:
+            while True:
+                item = self._q.get()
+                items = [item]
+                while len(items) < 1000:  # coalesce whatever queued meanwhile
+                    try:
+                        items.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                ticks: list[Tick] = []
+                bars: list[Bar] = []
+                waiters = []
+                stop = False
+                for it in items:
+                    if it is _STOP:
+                        stop = True
+                    elif isinstance(it, threading.Event):
+                        waiters.append(it)
+                    else:
+                        kind, payload = it  # type: ignore[misc]
+                        (ticks if kind == "ticks" else bars).extend(payload)
+                self._write(store, ticks, bars)
+                for w in waiters:
+                    w.set()
+                if stop:
+                    return
+        finally:
+            store.close()
+
+    def _write(self, store: Store, ticks: list[Tick], bars: list[Bar]) -> None:
+        try:
+            if ticks:
+                added = store.insert_ticks(ticks)
+                self.stats.ticks_written += added
+                self.stats.ticks_ignored += len(ticks) - added
+            if bars:
+                self.stats.bars_written += store.upsert_bars(bars)
+        except StoreError as exc:
+            self.stats.errors += 1
+            self.stats.last_error = str(exc)
+            log.error("%s", exc)
