@@ -35,11 +35,12 @@ class SymbolView(Viewer):
                  * hv.DynamicMap(candles, streams=[self.forming]))
         vol = hv.DynamicMap(volume, streams=[self.buffer]) * hv.DynamicMap(volume, streams=[self.forming])
         price = price.opts(hv.opts.Overlay(height=300, responsive=True, xaxis=None,
-                                          ylabel="price", title=f"{self.symbol} · {self.timeframe}",
+                                          ylabel="price", title=f"{self.symbol}",
                                           tools=["xwheel_zoom", "xpan"], active_tools=["xpan"]))
         vol = vol.opts(hv.opts.Overlay(height=120, responsive=True, ylabel="volume", xlabel="time (UTC)"))
+        # Candles and volume share their time axis; panes of other symbols must not share y.
         self._chart = pn.pane.HoloViews((price + vol).cols(1).opts(shared_axes=True),
-                                        sizing_mode="stretch_width", linked_axes=True)
+                                        sizing_mode="stretch_width", linked_axes=False)
         fmt = "{value:,.6g}"
         self.last = pn.indicators.Number(name=f"{self.symbol} last", value=0.0, format=fmt,
                                          font_size="22pt", title_size="10pt")

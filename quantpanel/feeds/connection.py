@@ -89,6 +89,7 @@ class FeedConnection:
         self._pending: list[Tick] = []
         self._max_event = 0
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._next_id = 1
         self._replies: dict[int, asyncio.Future[object]] = {}
         self._last_frame = 0.0
@@ -127,7 +128,10 @@ class FeedConnection:
                 delay *= random.uniform(0.5, 1.0)
                 self.stats.state = "backoff"
                 log.info("feed reconnecting in %.2f s (attempt %d)", delay, attempt)
-                await asyncio.sleep(delay)
+                try:  # sleep, but wake at once on stop()
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                except TimeoutError:
+                    pass
         finally:
             flusher.cancel()
             self._flush()
@@ -135,6 +139,7 @@ class FeedConnection:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         if self._ws is not None:
             await self._ws.close()
 
