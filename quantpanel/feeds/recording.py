@@ -46,7 +46,7 @@ _CSV_COLUMNS = (
     "transact_time",
     "is_buyer_maker",
 )
-_SYMBOL_IN_NAME = re.compile(r"([A-Z0-9]{2,30})-aggTrades-")
+_SYMBOL_IN_NAME = re.compile(r"([A-Z0-9]{2,30})-aggTrades-", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +137,8 @@ def read_capture(path: str | Path, counts: Counter[str] | None = None) -> Iterat
 
 
 def _symbol_from_name(path: Path) -> str | None:
-    m = _SYMBOL_IN_NAME.search(path.name.upper())
-    return m.group(1) if m else None
+    m = _SYMBOL_IN_NAME.search(path.name)
+    return m.group(1).upper() if m else None
 
 
 def read_agg_trades_csv(path: str | Path, symbol: str | None = None) -> Iterator[RecordedTrade]:

@@ -1,21 +1,28 @@
 """Import recorded trades into the store: data.binance.vision aggTrades CSV or WebSocket captures.
 
-A file is validated while it is read and stored in chunks, each its own transaction; storing is
-idempotent, so re-running an import after an error never duplicates anything.
+A file is stored in one transaction, streamed row by row from the reader: a bad row anywhere
+raises ``ImportFileError`` (naming the file and line) and rolls the whole file back, so the store
+holds all of a file or none of it. Storing is idempotent, so re-importing never duplicates.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantpanel.feeds.recording import is_agg_trades_csv, read_agg_trades_csv, read_capture, to_tick
+from quantpanel.feeds.recording import (
+    RecordedTrade,
+    is_agg_trades_csv,
+    read_agg_trades_csv,
+    read_capture,
+    to_tick,
+)
+from quantpanel.models import Tick
 from quantpanel.storage.store import Store
 
 __all__ = ["import_file", "ImportResult"]
-
-_CHUNK = 50_000
 
 
 @dataclass
@@ -28,21 +35,19 @@ class ImportResult:
 
 
 def import_file(store: Store, path: Path, *, symbol: str | None = None) -> ImportResult:
-    """Store the trades of one file. ``ImportFileError`` names the file and line of a bad row."""
+    """Store the trades of one file, all or nothing."""
     res = ImportResult(path)
     counts: Counter[str] = Counter()
-    rows = read_agg_trades_csv(path, symbol) if is_agg_trades_csv(path) else read_capture(path, counts)
-    chunk = []
-    for rec in rows:
-        chunk.append(to_tick(rec))
-        if len(chunk) >= _CHUNK:
-            res.stored += store.insert_ticks(chunk)
-            res.read += len(chunk)
-            res.symbols.update(t.symbol for t in chunk)
-            chunk = []
-    if chunk:
-        res.stored += store.insert_ticks(chunk)
-        res.read += len(chunk)
-        res.symbols.update(t.symbol for t in chunk)
+    rows: Iterator[RecordedTrade] = (
+        read_agg_trades_csv(path, symbol) if is_agg_trades_csv(path) else read_capture(path, counts)
+    )
+
+    def ticks() -> Iterator[Tick]:
+        for rec in rows:
+            res.read += 1
+            res.symbols.add(rec.symbol)
+            yield to_tick(rec)
+
+    res.stored = store.insert_ticks(ticks())
     res.skipped = {k: v for k, v in counts.items() if k not in ("aggTrade", "trade")}
     return res

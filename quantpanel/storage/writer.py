@@ -96,14 +96,21 @@ class StoreWriter:
             store.close()
 
     def _write(self, store: Store, ticks: list[Tick], bars: list[Bar]) -> None:
-        try:
-            if ticks:
+        """Ticks and bars are written independently: a failed tick batch never costs the bars."""
+        if ticks:
+            try:
                 added = store.insert_ticks(ticks)
                 self.stats.ticks_written += added
                 self.stats.ticks_ignored += len(ticks) - added
-            if bars:
+            except StoreError as exc:
+                self._failed(exc)
+        if bars:
+            try:
                 self.stats.bars_written += store.upsert_bars(bars)
-        except StoreError as exc:
-            self.stats.errors += 1
-            self.stats.last_error = str(exc)
-            log.error("%s", exc)
+            except StoreError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: StoreError) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = str(exc)
+        log.error("%s", exc)
