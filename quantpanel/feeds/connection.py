@@ -93,6 +93,7 @@ class FeedConnection:
         self._next_id = 1
         self._replies: dict[int, asyncio.Future[object]] = {}
         self._last_frame = 0.0
+        self._silent = False  # the watchdog closed the current connection
 
     # -- control -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -108,12 +109,15 @@ class FeedConnection:
                 try:
                     await self._session(url)
                 except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    self.stats.last_error = (
+                        f"no frame for {self.silence_timeout:g} s: replaced by the watchdog"
+                        if self._silent else f"{type(exc).__name__}: {exc}")
                     if not self.connected.is_set() and time.monotonic() - started < self.connect_timeout + 1:
                         self.stats.connect_failures += 1
                     log.warning("feed %s: %s", url.split("?")[0], self.stats.last_error)
                 finally:
                     self._ws = None
+                    self._silent = False
                     self.connected.clear()
                     self._flush()
                     for fut in self._replies.values():
@@ -196,8 +200,8 @@ class FeedConnection:
             await asyncio.sleep(min(self.silence_timeout / 4, 1.0))
             if time.monotonic() - self._last_frame > self.silence_timeout:
                 self.stats.watchdog_reconnects += 1
+                self._silent = True
                 log.warning("feed silent for %.1f s: reconnecting", self.silence_timeout)
-                self.stats.last_error = f"silent for {self.silence_timeout} s"
                 ws.transport.abort()
                 return
 

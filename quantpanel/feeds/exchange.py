@@ -244,21 +244,29 @@ class Exchange:
                     j = max(j, i + 1)
                 else:
                     j = min(n, i + chunk_max)
-                await self._broadcast(trades[i:j], dt, da)
-                i = j
+                i += await self._broadcast(trades[i:j], dt, da)
                 if self.speed == 0:
                     await asyncio.sleep(0)
         self.done.set()
 
-    async def _broadcast(self, chunk: tuple[RecordedTrade, ...], dt: int, da: dict[str, int]) -> None:
+    async def _broadcast(self, chunk: tuple[RecordedTrade, ...], dt: int, da: dict[str, int]) -> int:
+        """Send ``chunk`` to every client; returns how many trades the timeline advanced.
+
+        That is the whole chunk, unless every client was dropped part-way and the timeline
+        pauses while idle: then it resumes where the furthest client stopped.
+        """
         frames = [(agg_trade_stream(t.symbol), t, render_agg_trade(t, dt, da[t.symbol])) for t in chunk]
+        reached = 0
         for client in list(self._clients.values()):
             sent_ids: list[str] = []
+            k = 0  # frames of the chunk this client is done with
             try:
                 for stream, t, frame in frames:
                     if stream not in client.streams:
+                        k += 1
                         continue
                     await client.ws.send(frame)
+                    k += 1
                     client.sent += 1
                     self.stats.frames_sent += 1
                     sent_ids.append(f"{t.symbol} {t.agg_id + da[t.symbol]}\n")
@@ -274,8 +282,12 @@ class Exchange:
             except ConnectionClosed:
                 self._clients.pop(client.ws, None)
             finally:
+                reached = max(reached, k)
                 if self._sent_log and sent_ids:
                     self._sent_log.writelines(sent_ids)
                     self._sent_log.flush()
         if not self._clients:
             self._someone.clear()
+            if self.pause_when_idle and reached:
+                return reached
+        return len(chunk)

@@ -65,6 +65,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._on_ready: list[Callable[["Runtime"], None]] = []
+        self._early: list[TickBatch] = []  # batches that arrived before the pipeline existed
 
     # -- lifecycle -----------------------------------------------------------------------------
     def on_ready(self, callback: Callable[["Runtime"], None]) -> None:
@@ -95,6 +96,9 @@ class Runtime:
         self.writer.put_bars(warm.recovered)
         self.history = warm.history
         self.pipeline = Pipeline(warm.state, self.writer)
+        early, self._early = self._early, []
+        for batch in early:
+            self.pipeline.emit(batch)
         if self.feed is None:
             self.feed = self._make_feed(self.exchange.url if self.exchange else cfg.feed.ws_url)
         self.feed.on_batch = self._on_batch
@@ -160,6 +164,8 @@ class Runtime:
         self._rate.append((time.monotonic(), len(batch.ticks)))
         if self.pipeline is not None:
             self.pipeline.emit(batch)
+        else:  # the live connection opened before warm-up finished: keep, don't drop
+            self._early.append(batch)
 
     async def _clock(self) -> None:
         """Close bars by the feed's clock (its last event time plus elapsed wall time)."""
