@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  registers the Bokeh backend's options
 import numpy as np
 import pandas as pd
 
 from quantpanel.models import Bar
 
 __all__ = ["bars_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS"]
+
+# Select Bokeh without hv.extension(), which would also emit notebook output on import.
+hv.Store.set_current_backend("bokeh")
 
 UP, DOWN, WICK = "#26a69a", "#ef5350", "#546e7a"
 _TIME = hv.Dimension("t0", label="time (UTC)")

@@ -42,12 +42,12 @@ class SymbolView(Viewer):
         self._chart = pn.pane.HoloViews((price + vol).cols(1).opts(shared_axes=True),
                                         sizing_mode="stretch_width", linked_axes=False)
         fmt = "{value:,.6g}"
-        self.last = pn.indicators.Number(name=f"{self.symbol} last", value=0.0, format=fmt,
+        self.last = pn.indicators.Number(label=f"{self.symbol} last", value=0.0, format=fmt,
                                          font_size="22pt", title_size="10pt")
         self.change = pn.indicators.Number(
-            name="change % (window)", value=0.0, format="{value:+.3f}%", font_size="22pt",
+            label="change % (window)", value=0.0, format="{value:+.3f}%", font_size="22pt",
             title_size="10pt", colors=[(0.0, "#ef5350"), (1e9, "#26a69a")])
-        self.volume = pn.indicators.Number(name="volume (window)", value=0.0, format=fmt,
+        self.volume = pn.indicators.Number(label="volume (window)", value=0.0, format=fmt,
                                            font_size="22pt", title_size="10pt")
         self._layout = pn.Column(pn.Row(self.last, self.change, self.volume), self._chart,
                                  sizing_mode="stretch_width", name=self.symbol)

@@ -1,0 +1,89 @@
+"""Hub and views with a fixed hub state: no server, no browser."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from quantpanel.config import Config
+from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.plots import bars_frame
+from quantpanel.dashboard.views import Dashboard, SymbolView
+from quantpanel.models import Bar
+from quantpanel.pipeline.bars import BarUpdate
+from quantpanel.pipeline.runtime import Runtime
+
+
+def bar(t: int, c: float, *, closed: bool = True, sym: str = "BTCUSDT", tf: str = "1s") -> Bar:
+    return Bar(sym, tf, t * 1000, c - 1, c + 1, c - 2, c, 2.0, 3, c, 1.0, closed)
+
+
+@pytest.fixture
+def hub() -> Hub:
+    return Hub(Runtime(Config()), buffer_bars=5)
+
+
+def test_hub_hands_each_session_only_what_it_has_not_seen(hub):
+    hub.apply(BarUpdate(tuple(bar(t, 100 + t) for t in range(3)), (bar(3, 50, closed=False),)))
+    first = hub.since("BTCUSDT", "1s", None)
+    assert first.reset and [b.time for b in first.closed] == [0, 1000, 2000] and first.forming.time == 3000
+    hub.apply(BarUpdate((bar(3, 103),), (bar(4, 60, closed=False),)))
+    d = hub.since("BTCUSDT", "1s", first.seq)
+    assert not d.reset and [b.time for b in d.closed] == [3000] and d.forming.close == 60
+    assert hub.since("BTCUSDT", "1s", d.seq).closed == []
+    # a session that fell further behind than the bounded buffer gets a reset, not a gap
+    hub.apply(BarUpdate(tuple(bar(t, 100) for t in range(5, 12)), ()))
+    late = hub.since("BTCUSDT", "1s", d.seq)
+    assert late.reset and [b.time for b in late.closed] == [t * 1000 for t in range(7, 12)]
+    assert late.forming is None  # the forming bar was closed meanwhile
+
+
+def test_symbol_view_buffers_bars_and_cards_follow(hub):
+    hub.apply(BarUpdate(tuple(bar(t, 100 + t) for t in range(3)), (bar(3, 110, closed=False),)))
+    view = SymbolView(hub, symbol="BTCUSDT", timeframe="1s")
+    assert view.pull() == 3
+    assert list(view.buffer.data["close"]) == [100, 101, 102]
+    assert list(view.forming.data["close"]) == [110]
+    assert view.last.value == 110
+    assert view.change.value == pytest.approx((110 / 99 - 1) * 100)  # from the window's first open
+    assert view.volume.value == 8.0
+    hub.apply(BarUpdate((bar(3, 103),), ()))
+    assert view.pull() == 1
+    assert list(view.buffer.data["close"]) == [100, 101, 102, 103] and len(view.forming.data) == 0
+    # switching timeframe replaces the buffer with that timeframe's bars
+    hub.apply(BarUpdate((bar(0, 7, tf="1m"),), ()))
+    view.timeframe = "1m"
+    view.pull()
+    assert list(view.buffer.data["close"]) == [7]
+
+
+def test_buffer_is_bounded(hub):
+    view = SymbolView(hub, symbol="BTCUSDT", timeframe="1s")
+    for t in range(20):
+        hub.apply(BarUpdate((bar(t, 100 + t),), ()))
+        view.pull()
+    assert list(view.buffer.data["close"]) == [115, 116, 117, 118, 119]
+
+
+def test_bars_frame_masks_up_and_down_candles():
+    df = bars_frame([replace(bar(0, 10), open=9.0), replace(bar(1, 10), open=11.0)], 1000)
+    assert list(df.up_hi.isna()) == [False, True] and list(df.dn_hi.isna()) == [True, False]
+    assert list(df.up_vol.fillna(0) + df.dn_vol.fillna(0)) == list(df.volume)
+    assert (df.t1 - df.t0).dt.total_seconds().tolist() == [0.8, 0.8]
+
+
+def test_dashboard_shows_starting_status_then_replay_banner(hub):
+    dash = Dashboard(hub)
+    assert dash.symbols == ["BTCUSDT", "ETHUSDT"] and dash.timeframe == "1s"
+    dash.pull()
+    assert not dash.banner._alert.visible
+    assert "STARTING" in dash.status._html.object
+    hub.runtime.source_kind = "REPLAY"
+    dash.pull()
+    assert dash.banner._alert.visible
+    assert dash.banner._alert.object.startswith("**REPLAY**")
+    assert "REAL recorded data" in dash.banner._alert.object
+    assert "real Binance USD-M trades" in dash.banner._alert.object
+    dash.symbols = ["ETHUSDT"]
+    assert [o.name for o in dash._charts.objects] == ["ETHUSDT"] and list(dash._views) == ["ETHUSDT"]
