@@ -63,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _config(args, {
         "server.host": args.host, "server.port": args.port, "source": args.source,
         "feed.ws_url": args.ws_url, "replay.speed": args.speed,
-        "server.allow_websocket_origin": args.allow_websocket_origin,
+        "server.allow_websocket_origin": args.allow_websocket_origin, **_db_dir(args.db_dir),
     })
     origins = list(cfg.server.allow_websocket_origin) or [
         f"{h}:{cfg.server.port}" for h in ("localhost", "127.0.0.1", cfg.server.host)]
@@ -81,9 +81,18 @@ def app_options(argv: Sequence[str] | None = None) -> tuple[Config, str | None]:
     p = argparse.ArgumentParser(prog="app.py", add_help=False)
     p.add_argument("--config")
     p.add_argument("--source", choices=["auto", "live", "replay"])
+    p.add_argument("--db-dir")
     ns, _ = p.parse_known_args(sys.argv[1:] if argv is None else argv)
     source = ns.source or os.environ.get("QUANTPANEL_SOURCE") or None
-    return load_config(ns.config, {"source": source}), source
+    return load_config(ns.config, {"source": source, **_db_dir(ns.db_dir)}), source
+
+
+def _db_dir(directory: str | None) -> dict[str, str]:
+    """``--db-dir D``: both databases in D (a container's volume)."""
+    if not directory:
+        return {}
+    return {"storage.db_path": str(Path(directory) / "quantpanel.db"),
+            "storage.replay_db_path": str(Path(directory) / "replay.db")}
 
 
 # -- exchange -----------------------------------------------------------------------------------
@@ -236,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ws-url", help="Binance-compatible combined-stream URL (config feed.ws_url)")
     s.add_argument("--speed", type=float, help="replay speed factor, 0 = as fast as possible")
     s.add_argument("--allow-websocket-origin", action="append", help="allowed browser origin host:port")
+    s.add_argument("--db-dir", help="directory for both databases (overrides storage.*_path)")
     s.set_defaults(func=_serve)
 
     e = sub.add_parser("exchange", help="run the local Binance-compatible exchange",
