@@ -127,3 +127,35 @@ async def test_live_mode_uses_any_binance_compatible_server_and_restarts_warm(tm
         assert "cannot connect" in rt2.error
     finally:
         await rt2.stop()
+
+
+async def test_a_restarted_replay_continues_after_what_is_stored(tmp_path):
+    """Regression: a second run replayed ids already in replay.db, so nothing moved."""
+    cfg = _config(tmp_path, source="replay")
+    for run in (1, 2, 3):
+        rt = Runtime(cfg)
+        await rt.start()
+        try:
+            assert rt.exchange.first_pass == run - 1
+            await wait_for(lambda: rt.status().ticks == 35_389)
+            await wait_for(lambda: rt.pipeline.bar_state.duplicates == 0 and rt.writer.backlog == 0)
+            await asyncio.to_thread(rt.writer.flush, 30)
+            assert rt.pipeline.bar_state.duplicates == 0
+            assert rt.writer.stats.ticks_written == 35_389  # all new to the store
+        finally:
+            await rt.stop()
+    with Store(tmp_path / "replay.db") as store:
+        assert store.tick_count() == 3 * 35_389
+        bars = load_bars(store, "BTCUSDT", "1m")
+        times = [b.time for b in bars]
+        assert times == sorted(set(times))
+
+
+def test_pass_after_stored_ids(usdm_recording):
+    ex = Exchange(usdm_recording)
+    (lo, hi), = [v for k, v in ex.id_spans().items() if k == "BTCUSDT"]
+    assert ex.pass_after({}) == 0
+    assert ex.pass_after({"BTCUSDT": lo - 1}) == 0
+    assert ex.pass_after({"BTCUSDT": hi}) == 1
+    assert ex.pass_after({"BTCUSDT": hi + 1}) == 2  # hi + 1 is the first id of pass 1
+    assert ex.pass_after({"BTCUSDT": lo + 2 * (hi - lo + 1)}) == 3

@@ -106,6 +106,7 @@ class Exchange:
         pause_when_idle: bool = True,
         faults: Faults = Faults(),
         sent_log: Path | None = None,
+        first_pass: int = 0,
     ) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
@@ -116,6 +117,7 @@ class Exchange:
         self.host, self.port = host, port
         self.pause_when_idle = pause_when_idle
         self.faults = faults
+        self.first_pass = first_pass
         self.stats = ExchangeStats()
         self.done = asyncio.Event()  # the recording was played through (never set when looping)
         self._sent_log = open(sent_log, "a", encoding="utf-8") if sent_log else None
@@ -202,17 +204,31 @@ class Exchange:
         return orjson.dumps({"error": {"code": 0, "msg": f"Unknown property {method!r}"}, "id": rid}).decode()
 
     # -- the timeline --------------------------------------------------------------------------
-    def _passes(self, t0_shift: int) -> Iterator[tuple[int, int, dict[str, int]]]:
+    def id_spans(self) -> dict[str, tuple[int, int]]:
+        """Per symbol, the (lowest, highest) id in the recording (trade ids included)."""
+        spans: dict[str, tuple[int, int]] = {}
+        for t in self.recording.trades:
+            lo, hi = spans.get(t.symbol, (t.first_id, t.last_id))
+            spans[t.symbol] = (min(lo, t.first_id, t.agg_id), max(hi, t.last_id, t.agg_id))
+        return spans
+
+    def pass_after(self, stored_max_ids: dict[str, int]) -> int:
+        """The first pass whose ids are all above ``stored_max_ids`` (what a store already holds)."""
+        k = 0
+        for sym, (lo, hi) in self.id_spans().items():
+            top = stored_max_ids.get(sym, -1)
+            if top >= lo:
+                k = max(k, (top - lo) // (hi - lo + 1) + 1)
+        return k
+
+    def _passes(self, base_shift: int) -> Iterator[tuple[int, int, dict[str, int]]]:
+        """(pass, time shift, id shift per symbol), from ``first_pass`` on."""
         trades = self.recording.trades
         span = trades[-1].time - trades[0].time + _LOOP_GAP_MS
-        id_span: dict[str, int] = {}
-        for t in trades:
-            lo, hi = id_span.get(t.symbol + "<", t.agg_id), id_span.get(t.symbol + ">", t.agg_id)
-            id_span[t.symbol + "<"], id_span[t.symbol + ">"] = min(lo, t.first_id), max(hi, t.last_id)
-        k = 0
+        spans = self.id_spans()
+        k = self.first_pass
         while True:
-            da = {s: k * (id_span[s + ">"] - id_span[s + "<"] + 1) for s in self.recording.symbols}
-            yield k, t0_shift + k * span, da
+            yield k, base_shift + k * span, {s: k * (hi - lo + 1) for s, (lo, hi) in spans.items()}
             k += 1
             if not self.loop:
                 return
@@ -221,11 +237,13 @@ class Exchange:
         trades = self.recording.trades
         chunk_max = 2_000
         await self._someone.wait()
-        dt0 = int(time.time() * 1000) - trades[0].time if self.rebase_to_now else 0
+        span = trades[-1].time - trades[0].time + _LOOP_GAP_MS
+        base = (int(time.time() * 1000) - trades[0].time - self.first_pass * span
+                if self.rebase_to_now else 0)
         wall0 = time.monotonic()
-        first = trades[0].time + dt0
-        for k, dt, da in self._passes(dt0):
-            self.stats.passes = k + 1
+        first = trades[0].time + base + self.first_pass * span
+        for k, dt, da in self._passes(base):
+            self.stats.passes = k + 1 - self.first_pass
             i, n = 0, len(trades)
             while i < n:
                 if self.pause_when_idle and not self._clients:

@@ -157,6 +157,10 @@ class Runtime:
         recording = await asyncio.to_thread(load_recording, r.data)
         self.exchange = Exchange(recording, speed=r.speed, loop=r.loop,
                                  rebase_to_now=r.rebase_to_now, host=r.host, port=r.port)
+        # Continue after what earlier runs stored, so a restart never replays stored ids.
+        with Store(self.config.storage.replay_db_path) as store:
+            stored = {s: store.max_agg_id(s) for s in recording.symbols}
+        self.exchange.first_pass = self.exchange.pass_after(stored)
         await self.exchange.start()
 
     # -- ingest --------------------------------------------------------------------------------
