@@ -131,7 +131,7 @@ async def test_live_mode_uses_any_binance_compatible_server_and_restarts_warm(tm
 
 async def test_a_restarted_replay_continues_after_what_is_stored(tmp_path):
     """Regression: a second run replayed ids already in replay.db, so nothing moved."""
-    cfg = _config(tmp_path, source="replay")
+    cfg = _config(tmp_path, source="replay", **{"replay.rebase_to_now": True})
     for run in (1, 2, 3):
         rt = Runtime(cfg)
         await rt.start()
@@ -149,6 +149,9 @@ async def test_a_restarted_replay_continues_after_what_is_stored(tmp_path):
         bars = load_bars(store, "BTCUSDT", "1m")
         times = [b.time for b in bars]
         assert times == sorted(set(times))
+        # the runs follow each other in replayed time: no hole of empty bars between them
+        assert len(bars) <= 3 * 8 and sum(b.trades == 0 for b in bars) <= 3
+        assert abs(bars[0].time - time.time() * 1000) < 3_600_000  # the first run started now
 
 
 def test_pass_after_stored_ids(usdm_recording):

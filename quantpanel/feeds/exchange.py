@@ -107,6 +107,7 @@ class Exchange:
         faults: Faults = Faults(),
         sent_log: Path | None = None,
         first_pass: int = 0,
+        start_at_ms: int | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
@@ -118,6 +119,7 @@ class Exchange:
         self.pause_when_idle = pause_when_idle
         self.faults = faults
         self.first_pass = first_pass
+        self.start_at_ms = start_at_ms  # first replayed trade's time; overrides rebase_to_now
         self.stats = ExchangeStats()
         self.done = asyncio.Event()  # the recording was played through (never set when looping)
         self._sent_log = open(sent_log, "a", encoding="utf-8") if sent_log else None
@@ -238,8 +240,10 @@ class Exchange:
         chunk_max = 2_000
         await self._someone.wait()
         span = trades[-1].time - trades[0].time + _LOOP_GAP_MS
-        base = (int(time.time() * 1000) - trades[0].time - self.first_pass * span
-                if self.rebase_to_now else 0)
+        start = self.start_at_ms
+        if start is None and self.rebase_to_now:
+            start = int(time.time() * 1000)
+        base = start - trades[0].time - self.first_pass * span if start is not None else 0
         wall0 = time.monotonic()
         first = trades[0].time + base + self.first_pass * span
         for k, dt, da in self._passes(base):

@@ -157,10 +157,14 @@ class Runtime:
         recording = await asyncio.to_thread(load_recording, r.data)
         self.exchange = Exchange(recording, speed=r.speed, loop=r.loop,
                                  rebase_to_now=r.rebase_to_now, host=r.host, port=r.port)
-        # Continue after what earlier runs stored, so a restart never replays stored ids.
+        # A restart continues after what earlier runs stored: never a stored id again, and (when
+        # times are rebased) no artificial hole that would show as a run of empty bars.
         with Store(self.config.storage.replay_db_path) as store:
             stored = {s: store.max_agg_id(s) for s in recording.symbols}
+            last_ms = max((store.max_time(s) for s in recording.symbols), default=-1)
         self.exchange.first_pass = self.exchange.pass_after(stored)
+        if r.rebase_to_now and last_ms >= 0:
+            self.exchange.start_at_ms = last_ms + 1_000
         await self.exchange.start()
 
     # -- ingest --------------------------------------------------------------------------------

@@ -128,6 +128,11 @@ class Store:
         row = self._db.execute("SELECT MAX(agg_id) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()
         return -1 if row[0] is None else int(row[0])
 
+    def max_time(self, symbol: str) -> int:
+        """Trade time of the newest stored tick of ``symbol``, -1 when none."""
+        row = self._db.execute("SELECT MAX(time) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()
+        return -1 if row[0] is None else int(row[0])
+
     def symbols(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT symbol FROM ticks ORDER BY symbol")]
 
