@@ -8,6 +8,7 @@ replay, with the status saying so plainly. Replayed ticks go to their own databa
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import time
 from collections import deque
@@ -90,6 +91,8 @@ class Runtime:
             self.source_kind = "REPLAY"
             db = cfg.storage.replay_db_path
         self.writer = StoreWriter(db)
+        # `panel serve` exits on SIGINT/SIGTERM without stopping us: drain queued writes then.
+        atexit.register(self.writer.close)
         with Store(db) as store:
             warm = warm_start(store, cfg.symbols, cfg.timeframes,
                               bars=cfg.dashboard.buffer_bars, grace_ms=cfg.bars.close_grace_ms)
