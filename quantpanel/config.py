@@ -160,7 +160,7 @@ class Config(_Section):
         return tuple(sorted(set(v), key=lambda t: TIMEFRAMES[t]))
 
     @model_validator(mode="after")
-    def _default_tf(self) -> "Config":
+    def _default_tf(self) -> Config:
         if self.dashboard.default_timeframe not in self.timeframes:
             raise ValueError(
                 f"dashboard.default_timeframe {self.dashboard.default_timeframe!r} "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import sqlite3
 import zipfile
-from pathlib import Path
 
 import pytest
 

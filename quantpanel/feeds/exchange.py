@@ -153,7 +153,7 @@ class Exchange:
         if self._sent_log:
             self._sent_log.close()
 
-    async def __aenter__(self) -> "Exchange":
+    async def __aenter__(self) -> Exchange:
         await self.start()
         return self
 

@@ -65,11 +65,11 @@ class Runtime:
         self.error = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
-        self._on_ready: list[Callable[["Runtime"], None]] = []
+        self._on_ready: list[Callable[[Runtime], None]] = []
         self._early: list[TickBatch] = []  # batches that arrived before the pipeline existed
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def on_ready(self, callback: Callable[["Runtime"], None]) -> None:
+    def on_ready(self, callback: Callable[[Runtime], None]) -> None:
         """Call ``callback(runtime)`` once the pipeline exists (now, if it already does)."""
         if self.pipeline is not None:
             callback(self)
