@@ -8,6 +8,8 @@ __all__ = [
     "FrameError",
     "ImportFileError",
     "StoreError",
+    "AnalyticsInputError",
+    "InsufficientDataError",
 ]
 
 
@@ -29,3 +31,15 @@ class ImportFileError(QuantPanelError):
 
 class StoreError(QuantPanelError):
     """The SQLite store cannot be opened or written (path, permissions, disk full)."""
+
+
+class AnalyticsInputError(QuantPanelError, ValueError):
+    """Analytics input is malformed: mismatched lengths, unsorted or duplicate times, non-finite."""
+
+
+class InsufficientDataError(AnalyticsInputError):
+    """Too few observations for a statistic; the message says how many are needed and given."""
+
+    def __init__(self, what: str, needed: int, got: int) -> None:
+        super().__init__(f"{what} needs at least {needed} observations, got {got}")
+        self.what, self.needed, self.got = what, needed, got

@@ -1,0 +1,36 @@
+"""Pure analytics: numpy/pandas in, frozen results out. No I/O, no UI, no asyncio.
+
+Usable on plain pandas Series in a notebook::
+
+    from quantpanel import analytics as qa
+    y, x = qa.align(closes_a, closes_b)
+    h = qa.ols_hedge(y, x)
+    z = qa.rolling_zscore(qa.spread(y, x, beta=h.beta, alpha=h.alpha), window=60)
+"""
+
+from quantpanel.analytics.hedge import HedgeResult, ols_hedge
+from quantpanel.analytics.spread import (
+    align,
+    log_returns,
+    rolling_correlation,
+    rolling_zscore,
+    spread,
+    window_correlation,
+    window_zscore,
+)
+from quantpanel.analytics.stationarity import (
+    AdfResult,
+    CointResult,
+    adf,
+    engle_granger,
+    half_life,
+    hurst,
+)
+from quantpanel.analytics.stats import PriceStats, bars_per_year, price_stats
+
+__all__ = [
+    "AdfResult", "CointResult", "HedgeResult", "PriceStats",
+    "adf", "align", "bars_per_year", "engle_granger", "half_life", "hurst", "log_returns",
+    "ols_hedge", "price_stats", "rolling_correlation", "rolling_zscore", "spread",
+    "window_correlation", "window_zscore",
+]
