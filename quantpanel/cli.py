@@ -1,4 +1,4 @@
-"""The ``quantpanel`` command: serve, exchange, record, import, bars.
+"""The ``quantpanel`` command: serve, exchange, record, import, bars, analyze.
 
 Every command reads config.yaml (``--config``) and its flags override the config. Errors the user
 can fix (bad config, bad file, unreachable DB) print one clear message and exit with status 2.
@@ -17,10 +17,15 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quantpanel.config import Config, load_config
 from quantpanel.errors import QuantPanelError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from quantpanel.storage.store import Store
 
 __all__ = ["main", "app_options", "parse_time"]
 
@@ -231,6 +236,47 @@ def _bars(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- analyze ------------------------------------------------------------------------------------
+def pair_closes(store: "Store", a: str, b: str, timeframe: str, start: int | None,
+                end: int | None) -> tuple["pd.Series", "pd.Series"]:
+    """Closes of both legs' closed bars, inner-joined on bar time (ANALYTICS.md pair inputs)."""
+    import pandas as pd
+
+    from quantpanel.analytics import align
+    from quantpanel.pipeline.history import load_bars
+
+    legs = []
+    for sym in (a, b):
+        bars = load_bars(store, sym, timeframe, start, end, include_forming=False)
+        legs.append(pd.Series([x.close for x in bars], index=pd.to_datetime([x.time for x in bars], unit="ms"),
+                              name=sym, dtype="float64"))
+    return align(legs[0], legs[1])
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from quantpanel.analytics import pair_report
+    from quantpanel.storage.store import Store
+
+    cfg = _config(args, {"storage.db_path": args.db})
+    a, b = (s.upper() for s in args.pair)
+    with Store(cfg.storage.db_path, readonly=True) as store:
+        y, x = pair_closes(store, a, b, args.timeframe, args.start, args.end)
+    window = args.window or cfg.windows.zscore
+    report = pair_report(y, x, window=window, lookback=args.lookback or cfg.windows.lookback or None,
+                         adf_maxlag=args.adf_maxlag if args.adf_maxlag is not None else cfg.windows.adf_maxlag,
+                         hurst_max_lag=cfg.windows.hurst_max_lag)
+    for key, why in report.errors.items():
+        print(f"quantpanel analyze: {key}: {why}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_json()))
+        return 0
+    print(f"{a} (y) vs {b} (x), {args.timeframe} bars, {report.n} aligned, window {window}")
+    for k, v in report.as_json().items():
+        print(f"  {k:<13} {'—' if v is None else (f'{v:.6g}' if isinstance(v, float) else v)}")
+    print(report.verdict)
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantpanel", description=__doc__.split("\n")[0])
@@ -292,6 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--db", help="SQLite file (config storage.db_path)")
     b.add_argument("--out", help="write to this file instead of stdout")
     b.set_defaults(func=_bars)
+
+    an = sub.add_parser("analyze", help="static pair analytics over the stored range",
+                        description="OLS hedge, spread tests, last z-score and correlation of a pair "
+                                    "(y = first symbol) over stored closed bars.")
+    an.add_argument("--pair", nargs=2, required=True, metavar=("A", "B"), help="leg A (y) and leg B (x)")
+    an.add_argument("--timeframe", default="1m", choices=["1s", "1m", "5m"])
+    an.add_argument("--window", type=int, help="z-score / correlation window in bars (config windows.zscore)")
+    an.add_argument("--lookback", type=int, help="OLS over the last N aligned bars (default: all)")
+    an.add_argument("--adf-maxlag", type=int, help="ADF maxlag (config windows.adf_maxlag)")
+    an.add_argument("--start", type=parse_time, help="ISO-8601 or epoch ms, inclusive")
+    an.add_argument("--end", type=parse_time, help="ISO-8601 or epoch ms, exclusive")
+    an.add_argument("--db", help="SQLite file (config storage.db_path)")
+    an.add_argument("--json", action="store_true", help="one JSON object; NaN/inf as null")
+    an.set_defaults(func=_analyze)
     return p
 
 

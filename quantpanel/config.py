@@ -110,6 +110,8 @@ class WindowsConfig(_Section):
     correlation: int = Field(60, ge=2)
     lookback: int = Field(0, ge=0)  # 0 = all aligned bars loaded
     hedge_refit_bars: int = Field(60, ge=1)
+    adf_maxlag: int | None = Field(None, ge=0)  # None = statsmodels' 12*(n/100)^(1/4)
+    hurst_max_lag: int = Field(100, ge=3)
 
 
 class Config(_Section):

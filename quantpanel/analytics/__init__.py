@@ -26,11 +26,12 @@ from quantpanel.analytics.stationarity import (
     half_life,
     hurst,
 )
+from quantpanel.analytics.report import REPORT_KEYS, PairReport, pair_report
 from quantpanel.analytics.stats import PriceStats, bars_per_year, price_stats
 
 __all__ = [
-    "AdfResult", "CointResult", "HedgeResult", "PriceStats",
+    "AdfResult", "CointResult", "HedgeResult", "PairReport", "PriceStats", "REPORT_KEYS",
     "adf", "align", "bars_per_year", "engle_granger", "half_life", "hurst", "log_returns",
-    "ols_hedge", "price_stats", "rolling_correlation", "rolling_zscore", "spread",
+    "ols_hedge", "pair_report", "price_stats", "rolling_correlation", "rolling_zscore", "spread",
     "window_correlation", "window_zscore",
 ]
