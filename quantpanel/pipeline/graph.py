@@ -1,4 +1,4 @@
-"""The streamz graph, wiring only: feed events -> store, -> bar builder -> outputs.
+"""The streamz graph, wiring only: feed events -> store, -> bar builder -> pair analytics.
 
 Built with ``asynchronous=True`` on the server's event loop (a sync streamz graph would start its
 own IOLoop thread and run sinks there, which is unsafe for Bokeh). Nodes receive whole batches.
@@ -11,6 +11,7 @@ from streamz import Stream
 
 from quantpanel.models import TickBatch
 from quantpanel.pipeline.bars import BarState, Clock, step
+from quantpanel.pipeline.pairs import PairRegistry
 from quantpanel.storage.writer import StoreWriter
 
 __all__ = ["Pipeline"]
@@ -25,6 +26,9 @@ class Pipeline:
         self._bars_node = self.source.accumulate(step, returns_state=True, start=state)
         self.updates: Stream = self._bars_node
         self.closed: Stream = self.updates.map(lambda u: u.closed).filter(bool)
+        # live pair analytics for every watched PairSpec: {spec: [PairPoint, ...]} per update
+        self.pairs = PairRegistry()
+        self.pair_points: Stream = self.closed.map(self.pairs.update).filter(bool)
         if writer is not None:
             ticks.sink(writer.put_ticks)
             self.closed.sink(writer.put_bars)
