@@ -84,7 +84,11 @@ def test_step_is_o_window_and_tolerates_one_leg_running_ahead(usdm_ticks):
     assert pts == [] and len(st.pending["ETHUSDT"]) == 6
     st, pts = pair_step(st, [b for b in bars if b.symbol == "BTCUSDT"])
     assert [p.time for p in pts] == sorted(set(closes(bars, "ETHUSDT", "1m")) & set(closes(bars, "BTCUSDT", "1m")))
-    assert st.pending == {"ETHUSDT": {}, "BTCUSDT": {}}
+    # ETH's newest closed minute waits for BTC's, which is still forming
+    newest_btc = max(closes(bars, "BTCUSDT", "1m"))
+    assert st.pending == {"ETHUSDT": {t: c for t, c in closes(bars, "ETHUSDT", "1m").items() if t > newest_btc},
+                          "BTCUSDT": {}}
+    assert len(st.pending["ETHUSDT"]) == 1
 
 
 def test_old_states_stay_valid_when_the_tape_is_shared(usdm_ticks):
