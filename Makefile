@@ -30,8 +30,9 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+## Extra serve flags: make run ARGS="--port 5123 --source replay"
 run: $(STAMP)
-	$(BIN)/quantpanel serve
+	$(BIN)/quantpanel serve $(ARGS)
 
 test: install-test
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
