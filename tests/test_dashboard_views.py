@@ -44,13 +44,12 @@ def test_symbol_view_buffers_bars_and_cards_follow(hub):
     view = SymbolView(hub, symbol="BTCUSDT", timeframe="1s")
     assert view.pull() == 3
     assert list(view.buffer.data["close"]) == [100, 101, 102]
-    assert list(view.forming.data["close"]) == [110]
-    assert view.last.value == 110
+    assert view.last.value == 110  # the forming bar's price, live
     assert view.change.value == pytest.approx((110 / 99 - 1) * 100)  # from the window's first open
     assert view.volume.value == 8.0
     hub.apply(BarUpdate((bar(3, 103),), ()))
     assert view.pull() == 1
-    assert list(view.buffer.data["close"]) == [100, 101, 102, 103] and len(view.forming.data) == 0
+    assert list(view.buffer.data["close"]) == [100, 101, 102, 103] and view.last.value == 103
     # switching timeframe replaces the buffer with that timeframe's bars
     hub.apply(BarUpdate((bar(0, 7, tf="1m"),), ()))
     view.timeframe = "1m"
@@ -66,10 +65,10 @@ def test_buffer_is_bounded(hub):
     assert list(view.buffer.data["close"]) == [115, 116, 117, 118, 119]
 
 
-def test_bars_frame_masks_up_and_down_candles():
+def test_bars_frame_has_candle_geometry_and_side():
     df = bars_frame([replace(bar(0, 10), open=9.0), replace(bar(1, 10), open=11.0)], 1000)
-    assert list(df.up_hi.isna()) == [False, True] and list(df.dn_hi.isna()) == [True, False]
-    assert list(df.up_vol.fillna(0) + df.dn_vol.fillna(0)) == list(df.volume)
+    assert list(df.side) == ["up", "down"]
+    assert list(df.body_lo) == [9.0, 10.0] and list(df.body_hi) == [10.0, 11.0]
     assert (df.t1 - df.t0).dt.total_seconds().tolist() == [0.8, 0.8]
 
 

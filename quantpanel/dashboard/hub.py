@@ -13,41 +13,73 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
+from quantpanel.analytics import HedgeResult
 from quantpanel.config import Config
 from quantpanel.models import Bar
 from quantpanel.pipeline.bars import BarUpdate
+from quantpanel.pipeline.pairs import PairPoint, PairSpec
 from quantpanel.pipeline.runtime import Runtime, Status
 
-__all__ = ["Hub", "SeriesDelta", "get_hub"]
+__all__ = ["Hub", "Delta", "SeriesDelta", "get_hub"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-@dataclass
-class _Series:
-    closed: deque[Bar]
-    seq: int = 0  # number of closed bars ever appended
-    forming: Bar | None = None
+class _Log(Generic[T]):
+    """A bounded, append-only log with a sequence number, read incrementally by many sessions."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.items: deque[T] = deque(maxlen=maxlen)
+        self.seq = 0  # items ever appended
+
+    def extend(self, items: list[T]) -> None:
+        self.items.extend(items)
+        self.seq += len(items)
+
+    def since(self, seq: int | None) -> tuple[list[T], bool]:
+        """(items after ``seq``, reset): reset when ``seq`` is None or older than the buffer."""
+        new = self.seq - (seq or 0)
+        if seq is None or new > len(self.items) or new < 0:
+            return list(self.items), True
+        return (list(self.items)[len(self.items) - new:] if new else []), False
+
+
+@dataclass(frozen=True)
+class Delta(Generic[T]):
+    """What a session needs to catch up from ``seq``."""
+
+    items: list[T]
+    seq: int
+    reset: bool  # the session is new or fell behind the bounded buffer: replace, don't append
 
 
 @dataclass(frozen=True)
 class SeriesDelta:
-    """What a session needs to catch up from ``seq``: new closed bars, the forming bar."""
+    """Bars to catch up from ``seq``: new closed bars and the forming bar."""
 
     closed: list[Bar]
     forming: Bar | None
     seq: int
-    reset: bool  # the session fell behind the bounded buffer (or is new): replace, don't append
+    reset: bool
+
+
+@dataclass
+class _Series:
+    log: _Log[Bar]
+    forming: Bar | None = None
 
 
 @dataclass
 class Hub:
-    """Bounded bar history per (symbol, timeframe) and the runtime's status, for every session."""
+    """Bounded bar history per (symbol, timeframe), live pair analytics, the runtime's status."""
 
     runtime: Runtime
     buffer_bars: int
     _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
+    _pairs: dict[PairSpec, _Log[PairPoint]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.runtime.on_ready(self._attach)
@@ -59,27 +91,23 @@ class Hub:
     def _attach(self, rt: Runtime) -> None:
         for key, bars in rt.history.items():
             s = self._get(key)
-            for b in bars:
-                if b.closed:
-                    s.closed.append(b)
-                    s.seq += 1
-                else:
-                    s.forming = b
+            s.log.extend([b for b in bars if b.closed])
+            s.forming = next((b for b in reversed(bars) if not b.closed), None)
         assert rt.pipeline is not None
         rt.pipeline.updates.sink(self.apply)
+        rt.pipeline.pair_points.sink(self._apply_pairs)
 
     def _get(self, key: tuple[str, str]) -> _Series:
         s = self._series.get(key)
         if s is None:
-            s = self._series[key] = _Series(deque(maxlen=self.buffer_bars))
+            s = self._series[key] = _Series(_Log(self.buffer_bars))
         return s
 
     def apply(self, update: BarUpdate) -> None:
         """Fold a pipeline update in (called on the event loop by the streamz graph)."""
         for b in update.closed:
             s = self._get((b.symbol, b.timeframe))
-            s.closed.append(b)
-            s.seq += 1
+            s.log.extend([b])
             if s.forming is not None and s.forming.time <= b.time:
                 s.forming = None
         for b in update.forming:
@@ -90,14 +118,40 @@ class Hub:
         s = self._series.get((symbol, timeframe))
         if s is None:
             return SeriesDelta([], None, 0, seq is None)
-        new = s.seq - (seq or 0)
-        if seq is None or new > len(s.closed) or new < 0:
-            return SeriesDelta(list(s.closed), s.forming, s.seq, True)
-        closed = list(s.closed)[len(s.closed) - new:] if new else []
-        return SeriesDelta(closed, s.forming, s.seq, False)
+        closed, reset = s.log.since(seq)
+        return SeriesDelta(closed, s.forming, s.log.seq, reset)
 
-    def symbols(self) -> tuple[str, ...]:
-        return self.config.symbols
+    def closed_bars(self, symbol: str, timeframe: str) -> list[Bar]:
+        s = self._series.get((symbol, timeframe))
+        return list(s.log.items) if s else []
+
+    # -- pairs ---------------------------------------------------------------------------------
+    def watch_pair(self, spec: PairSpec) -> None:
+        """Compute ``spec`` live from now on, warmed up on the bars the hub holds."""
+        if spec in self._pairs or self.runtime.pipeline is None:
+            return
+        history = self.closed_bars(spec.a, spec.timeframe) + self.closed_bars(spec.b, spec.timeframe)
+        points = self.runtime.pipeline.pairs.watch(spec, history)
+        log_ = self._pairs[spec] = _Log(self.buffer_bars)
+        log_.extend(points)
+
+    def _apply_pairs(self, points: dict[PairSpec, list[PairPoint]]) -> None:
+        for spec, pts in points.items():
+            log_ = self._pairs.get(spec)
+            if log_ is not None:
+                log_.extend(pts)
+
+    def pair_since(self, spec: PairSpec, seq: int | None) -> Delta[PairPoint]:
+        self.watch_pair(spec)
+        log_ = self._pairs.get(spec)
+        if log_ is None:  # the runtime is still starting
+            return Delta([], 0, seq is None)
+        items, reset = log_.since(seq)
+        return Delta(items, log_.seq, reset)
+
+    def pair_hedge(self, spec: PairSpec) -> HedgeResult | None:
+        st = self.runtime.pipeline.pairs.state(spec) if self.runtime.pipeline else None
+        return st.hedge if st else None
 
     def status(self) -> Status:
         return self.runtime.status()
@@ -129,4 +183,3 @@ async def _start(runtime: Runtime) -> None:
     except Exception as exc:  # shown in every session's status strip
         runtime.error = f"start-up failed: {exc}"
         log.exception("runtime start-up failed")
-

@@ -1,9 +1,9 @@
 """Bars -> DataFrames -> HoloViews elements. Pure: no state, no I/O, usable in notebooks.
 
-Every glyph reads its own columns of one frame and has a fixed colour: up and down candles are
-separate layers whose columns are NaN where the other colour applies (Bokeh skips NaN quads).
-HoloViews can then stream only the new rows of a Buffer into the browser; a per-row colour
-mapping would force it to resend everything on every update.
+Each HoloViews element costs ~20 ms per refresh whatever its size, so a chart uses as few as it
+can: wicks (Segments) and bodies (Rectangles) of all candles, coloured through a colour map on the
+categorical ``side`` column. A colour mapped that way is applied in the browser, so HoloViews can
+still stream only the new rows of a Buffer (a per-row style column would make it resend all).
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ import pandas as pd
 
 from quantpanel.models import Bar
 
-__all__ = ["bars_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS"]
-
 # Select Bokeh without hv.extension(), which would also emit notebook output on import.
 hv.Store.set_current_backend("bokeh")
 
-UP, DOWN, WICK = "#26a69a", "#ef5350", "#546e7a"
+__all__ = ["bars_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS", "pair_frame",
+           "spread_curve", "zscore_curve", "corr_curve", "thresholds"]
+
+UP, DOWN = "#26a69a", "#ef5350"
+_SIDES = {"up": UP, "down": DOWN}
 _TIME = hv.Dimension("t0", label="time (UTC)")
 BAR_FRAME_COLUMNS = (
     "time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume",
-    "t0", "t1", "up_lo", "up_hi", "dn_lo", "dn_hi", "up_vol", "dn_vol", "zero",
+    "t0", "t1", "body_lo", "body_hi", "zero", "side",
 )
 _TIME_COLUMNS = ("time", "t0", "t1")
 
@@ -38,53 +40,75 @@ def bars_frame(bars: Sequence[Bar], tf_ms: int) -> pd.DataFrame:
     t = np.array([b.time for b in bars], dtype="int64")
     o = np.array([b.open for b in bars], dtype="float64")
     c = np.array([b.close for b in bars], dtype="float64")
-    v = np.array([b.volume for b in bars], dtype="float64")
-    up = c >= o
     half = int(tf_ms * 0.4)
-    lo, hi = np.minimum(o, c), np.maximum(o, c)
     return pd.DataFrame({
         "time": pd.to_datetime(t, unit="ms").astype("datetime64[ns]"),
         "open": o,
         "high": np.array([b.high for b in bars], dtype="float64"),
         "low": np.array([b.low for b in bars], dtype="float64"),
         "close": c,
-        "volume": v,
+        "volume": np.array([b.volume for b in bars], dtype="float64"),
         "trades": np.array([b.trades for b in bars], dtype="int64"),
         "vwap": np.array([b.vwap for b in bars], dtype="float64"),
         "buy_volume": np.array([b.buy_volume for b in bars], dtype="float64"),
         "t0": pd.to_datetime(t - half, unit="ms").astype("datetime64[ns]"),
         "t1": pd.to_datetime(t + half, unit="ms").astype("datetime64[ns]"),
-        "up_lo": np.where(up, lo, np.nan),
-        "up_hi": np.where(up, hi, np.nan),
-        "dn_lo": np.where(up, np.nan, lo),
-        "dn_hi": np.where(up, np.nan, hi),
-        "up_vol": np.where(up, v, np.nan),
-        "dn_vol": np.where(up, np.nan, v),
+        "body_lo": np.minimum(o, c),
+        "body_hi": np.maximum(o, c),
         "zero": np.zeros(len(bars)),
+        "side": pd.Series(np.where(c >= o, "up", "down"), dtype="str"),
     })
 
 
 def empty_bars_frame() -> pd.DataFrame:
     return pd.DataFrame({
-        c: pd.Series(dtype="datetime64[ns]" if c in _TIME_COLUMNS else
-                     "int64" if c == "trades" else "float64")
+        c: pd.Series(dtype="datetime64[ns]" if c in _TIME_COLUMNS else "int64" if c == "trades"
+                     else "str" if c == "side" else "float64")
         for c in BAR_FRAME_COLUMNS
     })
 
 
 def candles(data: pd.DataFrame) -> hv.Overlay:
-    """Candlesticks: up and down bodies (Rectangles) over high-low wicks (Segments)."""
-    up = hv.Rectangles(data, kdims=[_TIME, "up_lo", "t1", "up_hi"]).opts(
-        color=UP, line_color=UP)
-    down = hv.Rectangles(data, kdims=[_TIME, "dn_lo", "t1", "dn_hi"]).opts(
-        color=DOWN, line_color=DOWN)
-    wicks = hv.Segments(data, kdims=["time", "low", "time", "high"]).opts(color=WICK, line_width=1)
-    return up * down * wicks
+    """Candlesticks: high-low wicks under open-close bodies, green up, red down."""
+    wicks = hv.Segments(data, kdims=["time", "low", "time", "high"], vdims=["side"]).opts(
+        color="side", cmap=_SIDES, line_width=1)
+    bodies = hv.Rectangles(data, kdims=[_TIME, "body_lo", "t1", "body_hi"], vdims=["side"]).opts(
+        color="side", cmap=_SIDES, line_color=None)
+    return wicks * bodies
 
 
-def volume(data: pd.DataFrame) -> hv.Overlay:
+def volume(data: pd.DataFrame) -> hv.Rectangles:
     """Volume bars, coloured like their candles."""
-    up = hv.Rectangles(data, kdims=[_TIME, "zero", "t1", "up_vol"]).opts(color=UP, line_color=UP, alpha=0.6)
-    down = hv.Rectangles(data, kdims=[_TIME, "zero", "t1", "dn_vol"]).opts(
-        color=DOWN, line_color=DOWN, alpha=0.6)
-    return up * down
+    return hv.Rectangles(data, kdims=[_TIME, "zero", "t1", "volume"], vdims=["side"]).opts(
+        color="side", cmap=_SIDES, line_color=None, alpha=0.6)
+
+
+# -- pair analytics -------------------------------------------------------------------------------
+PAIR_FRAME_COLUMNS = ("time", "spread", "zscore", "corr", "beta", "alpha")
+
+
+def pair_frame(points: Sequence[object]) -> pd.DataFrame:
+    """PairPoints as a DataFrame (NaN where a statistic is undefined)."""
+    cols = {c: np.array([getattr(p, c) for p in points], dtype="float64") for c in PAIR_FRAME_COLUMNS[1:]}
+    t = np.array([p.time for p in points], dtype="int64")
+    return pd.DataFrame({"time": pd.to_datetime(t, unit="ms").astype("datetime64[ns]"), **cols})
+
+
+def spread_curve(data: pd.DataFrame) -> hv.Curve:
+    return hv.Curve(data, "time", "spread").opts(color="#5c6bc0", line_width=1.5)
+
+
+def zscore_curve(data: pd.DataFrame) -> hv.Curve:
+    return hv.Curve(data, "time", "zscore").opts(color="#00897b", line_width=1.5)
+
+
+def corr_curve(data: pd.DataFrame) -> hv.Curve:
+    return hv.Curve(data, "time", "corr").opts(color="#8e24aa", line_width=1.5, ylim=(-1.05, 1.05))
+
+
+def thresholds(entry: float, exit: float) -> hv.Overlay:
+    """±entry (red, dashed) and ±exit (grey, dotted) lines on the z-score chart."""
+    lines = [hv.HLine(v).opts(color="#e53935", line_dash="dashed", line_width=1) for v in (entry, -entry)]
+    lines += [hv.HLine(v).opts(color="#757575", line_dash="dotted", line_width=1)
+              for v in sorted({exit, -exit})]
+    return hv.Overlay(lines)

@@ -11,6 +11,7 @@ import param
 from panel.viewable import Viewer
 
 from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.plots import bars_frame, candles, empty_bars_frame, volume
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.runtime import Status
@@ -29,11 +30,11 @@ class SymbolView(Viewer):
         self._hub = hub
         self._seq: int | None = None
         n = hub.buffer_bars
+        # Closed bars only: each HoloViews refresh costs far more than the data, and ANALYTICS.md
+        # leaves drawing the forming bar optional. Its live price is in the cards.
         self.buffer = hv.streams.Buffer(empty_bars_frame(), length=n, index=False)
-        self.forming = hv.streams.Pipe(data=empty_bars_frame())
-        price = (hv.DynamicMap(candles, streams=[self.buffer])
-                 * hv.DynamicMap(candles, streams=[self.forming]))
-        vol = hv.DynamicMap(volume, streams=[self.buffer]) * hv.DynamicMap(volume, streams=[self.forming])
+        price = hv.DynamicMap(candles, streams=[self.buffer])
+        vol = hv.DynamicMap(volume, streams=[self.buffer])
         price = price.opts(hv.opts.Overlay(height=300, responsive=True, xaxis=None,
                                           ylabel="price", title=f"{self.symbol}",
                                           tools=["xwheel_zoom", "xpan"], active_tools=["xpan"]))
@@ -68,8 +69,6 @@ class SymbolView(Viewer):
         if d.closed:
             self.buffer.send(bars_frame(d.closed, tf_ms))
         self._seq = d.seq
-        forming = [d.forming] if d.forming is not None else []
-        self.forming.send(bars_frame(forming, tf_ms))
         self._update_cards(d.forming)
         return len(d.closed)
 
@@ -153,6 +152,7 @@ class Dashboard(Viewer):
         self.status = StatusStrip()
         self._views: dict[str, SymbolView] = {}
         self._charts = pn.Column(sizing_mode="stretch_width")
+        self.pair = PairView(hub)
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
@@ -160,9 +160,11 @@ class Dashboard(Viewer):
         self._callback = None
         self._pulls = 0
         self._sync_views()
+        self.tabs = pn.Tabs(("Market", self._charts), ("Pair", self.pair), sizing_mode="stretch_width")
+        self._layout = pn.Column(self.banner, self.status, self.tabs, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.banner, self.status, self._charts, sizing_mode="stretch_width")
+        return self._layout
 
     @property
     def controls(self) -> pn.viewable.Viewable:
@@ -195,7 +197,12 @@ class Dashboard(Viewer):
         status = self._hub.status()
         self.banner.show(status)
         self.status.show(status)
-        for view in self._views.values():
-            view.pull()
+        # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
+        # with a single update when it is shown.
+        if self.tabs.active == 0:
+            for view in self._views.values():
+                view.pull()
+        else:
+            self.pair.pull()
         self._pulls += 1
         self.last_pull_s = time.perf_counter() - started

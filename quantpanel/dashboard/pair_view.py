@@ -1,0 +1,171 @@
+"""The pair panel of one session: live spread, z-score and correlation, stats, on-demand tests."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from quantpanel.analytics import PairReport, align, pair_report, price_stats
+from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.plots import corr_curve, pair_frame, spread_curve, thresholds, zscore_curve
+from quantpanel.models import Bar, timeframe_ms
+from quantpanel.pipeline.pairs import PairSpec
+
+__all__ = ["PairView"]
+
+
+def _closes(bars: list[Bar]) -> pd.Series:
+    return pd.Series([b.close for b in bars], index=pd.to_datetime([b.time for b in bars], unit="ms"),
+                     dtype="float64")
+
+
+def _bars_df(bars: list[Bar]) -> pd.DataFrame:
+    return pd.DataFrame({f: [getattr(b, f) for b in bars] for f in
+                         ("open", "high", "low", "close", "volume", "vwap")},
+                        index=pd.to_datetime([b.time for b in bars], unit="ms"))
+
+
+def _fmt(v: object) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—" if v is None or math.isnan(v) else "∞"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+class PairView(Viewer):
+    """Pick leg A (y) and leg B (x); charts update on every closed bar through Buffer streams."""
+
+    a = param.Selector(default=None, objects=[], label="Leg A (y)")
+    b = param.Selector(default=None, objects=[], label="Leg B (x)")
+    timeframe = param.Selector(default="1s", objects=["1s"])
+    window = param.Integer(default=60, bounds=(2, 5_000), label="Window (bars)")
+    lookback = param.Integer(default=0, bounds=(0, None), label="OLS lookback (bars, 0 = all)")
+    entry = param.Number(default=2.0, bounds=(0, None), label="Entry |z|")
+    exit = param.Number(default=0.0, bounds=(0, None), label="Exit |z|")
+
+    def __init__(self, hub: Hub, **params: object) -> None:
+        cfg = hub.config
+        syms = list(cfg.symbols)
+        self.param.a.objects = syms
+        self.param.b.objects = syms
+        self.param.timeframe.objects = list(cfg.timeframes)
+        params.setdefault("a", syms[0])
+        params.setdefault("b", syms[1] if len(syms) > 1 else syms[0])
+        params.setdefault("timeframe", cfg.dashboard.default_timeframe)
+        params.setdefault("window", cfg.windows.zscore)
+        params.setdefault("lookback", cfg.windows.lookback)
+        super().__init__(**params)
+        self._hub = hub
+        self._seq: int | None = None
+        self.buffer = hv.streams.Buffer(pair_frame([]), length=hub.buffer_bars, index=False)
+        opts = {"responsive": True, "height": 220, "tools": ["hover"], "show_grid": True}
+        zlines = hv.DynamicMap(thresholds, streams=[hv.streams.Params(self, ["entry", "exit"])])
+        self._plots = pn.pane.HoloViews(
+            (hv.DynamicMap(spread_curve, streams=[self.buffer]).opts(title="spread", **opts)
+             + (hv.DynamicMap(zscore_curve, streams=[self.buffer]) * zlines).opts(
+                 title="rolling z-score", responsive=True, height=220)
+             + hv.DynamicMap(corr_curve, streams=[self.buffer]).opts(
+                 title="rolling correlation of log returns", **opts)).cols(1),
+            sizing_mode="stretch_width", linked_axes=False)
+        num = {"font_size": "20pt", "title_size": "10pt", "format": "{value:.4g}"}
+        self.beta_card = pn.indicators.Number(label="hedge ratio β", value=float("nan"), **num)
+        self.r2_card = pn.indicators.Number(label="R²", value=float("nan"), **num)
+        self.z_card = pn.indicators.Number(label="last z", value=float("nan"), **num)
+        self.stats = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width", css_classes=["qp-leg-stats"])
+        self.run_button = pn.widgets.Button(name="Run tests", button_type="primary", width=140)
+        self.run_button.on_click(self._run_tests)
+        self.tests = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width", css_classes=["qp-tests"])
+        self.verdict = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-verdict"])
+        self.error = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.last_report: PairReport | None = None
+        controls = pn.Row(*(pn.widgets.Select.from_param(self.param[p], width=130) for p in ("a", "b", "timeframe")),
+                          pn.widgets.IntInput.from_param(self.param.window, width=110),
+                          pn.widgets.IntInput.from_param(self.param.lookback, width=150),
+                          pn.widgets.FloatInput.from_param(self.param.entry, width=90, step=0.1),
+                          pn.widgets.FloatInput.from_param(self.param.exit, width=90, step=0.1))
+        self._layout = pn.Column(
+            controls, self.error, pn.Row(self.beta_card, self.r2_card, self.z_card), self._plots,
+            pn.pane.Markdown("#### Legs over the window"), self.stats,
+            pn.Row(self.run_button, pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
+            self.verdict, self.tests, sizing_mode="stretch_width", name="Pair")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+    @property
+    def spec(self) -> PairSpec:
+        return PairSpec(self.a, self.b, self.timeframe, self.window, self.lookback,
+                        self._hub.config.windows.hedge_refit_bars)
+
+    @param.depends("a", "b", "timeframe", "window", "lookback", watch=True)
+    def _on_spec(self) -> None:
+        self._seq = None  # the next pull replaces the series with the new spec's
+
+    def pull(self) -> int:
+        """Catch up with the hub; returns the number of new points."""
+        if self.a == self.b:
+            self.error.object, self.error.visible = "Pick two different symbols for leg A and leg B.", True
+            return 0
+        self.error.visible = False
+        d = self._hub.pair_since(self.spec, self._seq)
+        if d.reset:
+            self.buffer.clear()
+        if d.items:
+            self.buffer.send(pair_frame(d.items))
+        self._seq = d.seq
+        if d.items or d.reset:
+            self._update_cards()
+        return len(d.items)
+
+    def _update_cards(self) -> None:
+        data = self.buffer.data
+        hedge = self._hub.pair_hedge(self.spec)
+        self.beta_card.value = hedge.beta if hedge else float("nan")
+        self.r2_card.value = hedge.r2 if hedge else float("nan")
+        self.z_card.value = float(data["zscore"].iloc[-1]) if len(data) else float("nan")
+        rows = {}
+        tf_s = timeframe_ms(self.timeframe) / 1000
+        for sym in dict.fromkeys((self.a, self.b)):
+            bars = self._hub.closed_bars(sym, self.timeframe)
+            if len(bars) >= 2:
+                st = price_stats(_bars_df(bars), timeframe_s=tf_s, window=self.window)
+                rows[sym] = {"last": st.last, "change %": st.change_pct, "high": st.high, "low": st.low,
+                             "mean": st.mean, "σ log ret": st.std_log_return,
+                             "vol (ann.)": st.realised_vol, "volume": st.volume, "vwap": st.vwap}
+        self.stats.object = pd.DataFrame(rows).T
+
+    async def _run_tests(self, _event: object = None) -> None:
+        """Run the statistical tests in a thread: ingestion and other sessions never wait."""
+        self.run_button.loading = True
+        try:
+            y, x = align(_closes(self._hub.closed_bars(self.a, self.timeframe)),
+                         _closes(self._hub.closed_bars(self.b, self.timeframe)))
+            w = self._hub.config.windows
+            report = await asyncio.to_thread(
+                pair_report, y, x, window=self.window, lookback=self.lookback or None,
+                adf_maxlag=w.adf_maxlag, hurst_max_lag=w.hurst_max_lag)
+            self.show_report(report)
+        finally:
+            self.run_button.loading = False
+
+    def show_report(self, report: PairReport) -> None:
+        self.last_report = report
+        rows = [
+            ("aligned bars", report.n, ""),
+            ("ADF statistic", report.adf_stat, f"5 % critical {_fmt(report.adf_crit_5)}"),
+            ("ADF p-value", report.adf_pvalue, f"lag {_fmt(report.adf_lag)}"),
+            ("Engle–Granger statistic", report.coint_stat, ""),
+            ("Engle–Granger p-value", report.coint_pvalue, ""),
+            ("half-life (bars)", report.half_life, ""),
+            ("Hurst exponent", report.hurst, ""),
+        ]
+        rows += [(f"not computed: {k}", None, why) for k, why in report.errors.items()]
+        self.tests.object = pd.DataFrame([(k, _fmt(v), note) for k, v, note in rows],
+                                         columns=["test", "value", "note"]).set_index("test")
+        self.verdict.object = report.verdict
+        self.verdict.visible = True
