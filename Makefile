@@ -38,7 +38,7 @@ test: install-test
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/quantpanel bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,4 +1,4 @@
-"""The ``quantpanel`` command: serve, exchange, record, import, bars, analyze.
+"""The ``quantpanel`` command: serve, exchange, record, import, bars, analyze, bench.
 
 Every command reads config.yaml (``--config``) and its flags override the config. Errors the user
 can fix (bad config, bad file, unreachable DB) print one clear message and exit with status 2.
@@ -277,6 +277,15 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench --------------------------------------------------------------------------------------
+def _bench(args: argparse.Namespace) -> int:
+    from quantpanel.bench import main as bench_main
+
+    cfg = _config(args, {})
+    return bench_main(Path(args.data) if args.data else cfg.replay.data, quick=args.quick,
+                      as_json=args.json)
+
+
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantpanel", description=__doc__.split("\n")[0])
@@ -352,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--db", help="SQLite file (config storage.db_path)")
     an.add_argument("--json", action="store_true", help="one JSON object; NaN/inf as null")
     an.set_defaults(func=_analyze)
+
+    be = sub.add_parser("bench", help="measure ingest and loopback throughput",
+                        description="Throughput of parse -> store -> bars and of the loopback "
+                                    "exchange -> pipeline path, each beside its ceiling.")
+    be.add_argument("--data", help="recording to use (config replay.data)")
+    be.add_argument("--quick", action="store_true", help="one pass, one run (a smoke test)")
+    be.add_argument("--json", action="store_true", help="one JSON object")
+    be.set_defaults(func=_bench)
     return p
 
 
