@@ -42,15 +42,10 @@ _TFS = ("1s", "1m", "5m")
 
 def repeat_recording(rec: Recording, passes: int) -> Recording:
     """The recording played ``passes`` times back to back, times and ids shifted per pass."""
-    trades = rec.trades
-    span = trades[-1].time - trades[0].time + 1_000
-    ids: dict[str, tuple[int, int]] = {}
-    for t in trades:
-        lo, hi = ids.get(t.symbol, (t.first_id, t.last_id))
-        ids[t.symbol] = (min(lo, t.first_id, t.agg_id), max(hi, t.last_id, t.agg_id))
+    span, ids = rec.span_ms(), rec.id_spans()
     out = []
     for k in range(passes):
-        for t in trades:
+        for t in rec.trades:
             lo, hi = ids[t.symbol]
             da = k * (hi - lo + 1)
             out.append(replace(t, time=t.time + k * span, event_time=t.event_time + k * span,

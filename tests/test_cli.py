@@ -39,20 +39,25 @@ def start_exchange(*args: str) -> tuple[subprocess.Popen[str], str]:
     return proc, m.group(1)
 
 
+def record_from_exchange(tmp_path: Path, *exchange_args: str, duration: str = "6") -> dict:
+    """Run `quantpanel exchange ARGS` and `quantpanel record` against it; the record summary."""
+    ex, url = start_exchange(*exchange_args)
+    try:
+        rec = run("record", "--ws-url", url, "--db", str(tmp_path / "r.db"), "--duration", duration,
+                  "--symbols", "btcusdt,ETHUSDT")
+    finally:
+        ex.terminate()
+        ex.wait(10)
+    return json.loads(rec.stdout.strip().splitlines()[-1])
+
+
 def sent_keys(path: Path) -> list[tuple[str, int]]:
     return [(s, int(a)) for s, a in (line.split() for line in path.read_text().splitlines())]
 
 
 def test_record_against_exchange_stores_exactly_what_was_sent(tmp_path, usdm_recording):
     sent = tmp_path / "sent.log"
-    ex, url = start_exchange("--speed", "0", "--sent-log", str(sent))
-    try:
-        rec = run("record", "--ws-url", url, "--db", str(tmp_path / "r.db"), "--duration", "6",
-                  "--symbols", "BTCUSDT,ETHUSDT")
-    finally:
-        ex.terminate()
-        ex.wait(10)
-    summary = json.loads(rec.stdout.strip().splitlines()[-1])
+    summary = record_from_exchange(tmp_path, "--speed", "0", "--sent-log", str(sent))
     keys = sent_keys(sent)
     assert len(keys) == len(usdm_recording.trades) == 35_389
     with Store(tmp_path / "r.db") as store:
@@ -73,14 +78,8 @@ def test_record_reconnects_after_drops_ticks_sent_while_disconnected_missing_unt
     was reconnecting is missing: REST backfill (the reliability issue) will close those gaps.
     """
     sent = tmp_path / "sent.log"
-    ex, url = start_exchange("--speed", "40", "--free-run", "--drop-every", "1500",
-                             "--sent-log", str(sent))
-    try:
-        rec = run("record", "--ws-url", url, "--db", str(tmp_path / "r.db"), "--duration", "5")
-    finally:
-        ex.terminate()
-        ex.wait(10)
-    summary = json.loads(rec.stdout.strip().splitlines()[-1])
+    summary = record_from_exchange(tmp_path, "--speed", "40", "--free-run", "--drop-every", "1500",
+                                   "--sent-log", str(sent), duration="5")
     keys = sent_keys(sent)
     assert summary["reconnects"] >= 2
     with Store(tmp_path / "r.db") as store:
@@ -92,13 +91,7 @@ def test_record_reconnects_after_drops_ticks_sent_while_disconnected_missing_unt
 
 
 def test_garbage_frames_are_counted_and_ingestion_goes_on(tmp_path, usdm_recording):
-    ex, url = start_exchange("--speed", "0", "--garbage-every", "1000")
-    try:
-        rec = run("record", "--ws-url", url, "--db", str(tmp_path / "r.db"), "--duration", "5")
-    finally:
-        ex.terminate()
-        ex.wait(10)
-    s = json.loads(rec.stdout.strip().splitlines()[-1])
+    s = record_from_exchange(tmp_path, "--speed", "0", "--garbage-every", "1000", duration="5")
     n = len(usdm_recording.trades)
     assert s["ticks_stored"] == n
     assert s["malformed"] + s["other_events"].get("markPriceUpdate", 0) == n // 1000

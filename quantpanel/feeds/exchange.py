@@ -33,7 +33,6 @@ __all__ = ["Exchange", "ExchangeStats", "Faults"]
 
 log = logging.getLogger(__name__)
 
-_LOOP_GAP_MS = 1_000
 _GARBAGE = (
     "this is not json",
     '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"BTCUSDT"}}',
@@ -206,18 +205,10 @@ class Exchange:
         return orjson.dumps({"error": {"code": 0, "msg": f"Unknown property {method!r}"}, "id": rid}).decode()
 
     # -- the timeline --------------------------------------------------------------------------
-    def id_spans(self) -> dict[str, tuple[int, int]]:
-        """Per symbol, the (lowest, highest) id in the recording (trade ids included)."""
-        spans: dict[str, tuple[int, int]] = {}
-        for t in self.recording.trades:
-            lo, hi = spans.get(t.symbol, (t.first_id, t.last_id))
-            spans[t.symbol] = (min(lo, t.first_id, t.agg_id), max(hi, t.last_id, t.agg_id))
-        return spans
-
     def pass_after(self, stored_max_ids: dict[str, int]) -> int:
         """The first pass whose ids are all above ``stored_max_ids`` (what a store already holds)."""
         k = 0
-        for sym, (lo, hi) in self.id_spans().items():
+        for sym, (lo, hi) in self.recording.id_spans().items():
             top = stored_max_ids.get(sym, -1)
             if top >= lo:
                 k = max(k, (top - lo) // (hi - lo + 1) + 1)
@@ -225,9 +216,8 @@ class Exchange:
 
     def _passes(self, base_shift: int) -> Iterator[tuple[int, int, dict[str, int]]]:
         """(pass, time shift, id shift per symbol), from ``first_pass`` on."""
-        trades = self.recording.trades
-        span = trades[-1].time - trades[0].time + _LOOP_GAP_MS
-        spans = self.id_spans()
+        span = self.recording.span_ms()
+        spans = self.recording.id_spans()
         k = self.first_pass
         while True:
             yield k, base_shift + k * span, {s: k * (hi - lo + 1) for s, (lo, hi) in spans.items()}
@@ -239,7 +229,7 @@ class Exchange:
         trades = self.recording.trades
         chunk_max = 2_000
         await self._someone.wait()
-        span = trades[-1].time - trades[0].time + _LOOP_GAP_MS
+        span = self.recording.span_ms()
         start = self.start_at_ms
         if start is None and self.rebase_to_now:
             start = int(time.time() * 1000)

@@ -76,6 +76,18 @@ class Recording:
     def symbols(self) -> tuple[str, ...]:
         return tuple(sorted({t.symbol for t in self.trades}))
 
+    def id_spans(self) -> dict[str, tuple[int, int]]:
+        """Per symbol, the (lowest, highest) id in the recording, trade ids included."""
+        spans: dict[str, tuple[int, int]] = {}
+        for t in self.trades:
+            lo, hi = spans.get(t.symbol, (t.first_id, t.last_id))
+            spans[t.symbol] = (min(lo, t.first_id, t.agg_id), max(hi, t.last_id, t.agg_id))
+        return spans
+
+    def span_ms(self) -> int:
+        """Time one pass takes, with a 1 s gap before the next pass of a loop."""
+        return self.trades[-1].time - self.trades[0].time + 1_000
+
 
 def to_tick(t: RecordedTrade) -> Tick:
     return Tick(t.symbol, t.time, t.agg_id, float(t.price), float(t.qty), t.buyer_maker)
