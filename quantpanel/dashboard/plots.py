@@ -71,16 +71,16 @@ def empty_bars_frame() -> pd.DataFrame:
 def candles(data: pd.DataFrame) -> hv.Overlay:
     """Candlesticks: high-low wicks under open-close bodies, green up, red down."""
     wicks = hv.Segments(data, kdims=["time", "low", "time", "high"], vdims=["side"]).opts(
-        color="side", cmap=_SIDES, line_width=1)
+        color="side", cmap=_SIDES, line_width=1, show_legend=False)
     bodies = hv.Rectangles(data, kdims=[_TIME, "body_lo", "t1", "body_hi"], vdims=["side"]).opts(
-        color="side", cmap=_SIDES, line_color=None)
-    return wicks * bodies
+        color="side", cmap=_SIDES, line_color=None, show_legend=False)
+    return (wicks * bodies).opts(show_legend=False)
 
 
 def volume(data: pd.DataFrame) -> hv.Rectangles:
     """Volume bars, coloured like their candles."""
     return hv.Rectangles(data, kdims=[_TIME, "zero", "t1", "volume"], vdims=["side"]).opts(
-        color="side", cmap=_SIDES, line_color=None, alpha=0.6)
+        color="side", cmap=_SIDES, line_color=None, alpha=0.6, show_legend=False, ylabel="volume")
 
 
 # -- pair analytics -------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class SymbolView(Viewer):
         price = price.opts(hv.opts.Overlay(height=300, responsive=True, xaxis=None,
                                           ylabel="price", title=f"{self.symbol}",
                                           tools=["xwheel_zoom", "xpan"], active_tools=["xpan"]))
-        vol = vol.opts(hv.opts.Overlay(height=120, responsive=True, ylabel="volume", xlabel="time (UTC)"))
+        vol = vol.opts(height=140, responsive=True, ylabel="volume", xlabel="time (UTC)")
         # Candles and volume share their time axis; panes of other symbols must not share y.
         self._chart = pn.pane.HoloViews((price + vol).cols(1).opts(shared_axes=True),
                                         sizing_mode="stretch_width", linked_axes=False)

@@ -57,7 +57,8 @@ def test_pair_tab_updates_live_runs_tests_and_follows_the_window(panel_app, cont
     s1 = finite(series(page, "spread"))
     z2 = poll(lambda: finite(series(page, "zscore")), lambda v: len(v) >= len(z1) + 5, 30,
               "the z-score chart to grow by 5 more values", wait=wait)
-    assert len(finite(series(page, "spread"))) > len(s1)
+    poll(lambda: finite(series(page, "spread")), lambda v: len(v) > len(s1), 15,
+         "the spread chart to grow too", wait=wait)
     assert z2[: len(z1)] == z1  # appended, not recomputed
     assert all(-10 < v < 10 for v in z2)
 
