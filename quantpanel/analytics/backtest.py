@@ -6,8 +6,9 @@ short -> flat when z_t <= exit, long -> flat when z_t >= -exit; any position -> 
 close of t+1. Long spread = +1 A and -beta B, beta fixed at entry. Fees and slippage (bps of each
 leg's traded notional) are charged on every entry and exit.
 
-The position path is a state machine, so it is one tight loop over plain floats; P&L, costs and
-metrics are vectorised. The sweep runs the state machine for a whole entry x exit grid at once.
+The position path is a state machine that only changes state on threshold bars, so it jumps
+between those; P&L, costs and metrics are vectorised. The sweep runs the state machine for a whole
+entry x exit grid at once.
 """
 
 from __future__ import annotations
@@ -81,33 +82,40 @@ def _validate(a: ArrayLike, b: ArrayLike, z: ArrayLike, beta: ArrayLike | float,
     return pa, pb, zz, bb
 
 
-def _positions(z: np.ndarray, beta: np.ndarray, entry: float, exit: float, stop: float | None
-               ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
-    """The state machine: position and held beta per bar, and (entry, exit or -1, side) events."""
+def _events(z: np.ndarray, beta: np.ndarray, entry: float, exit: float, stop: float | None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The state machine's trades: entry bars, exit bars (n when still open) and sides.
+
+    The position only changes on bars where a threshold is crossed, so it jumps from one such
+    bar to the next (``searchsorted`` on the candidate bars) instead of visiting every bar.
+    NaN z compares false: no signal.
+    """
     n = len(z)
-    pos_out = np.zeros(n, dtype="int8")
-    beta_out = np.zeros(n)
-    trades: list[tuple[int, int, int]] = []
     stop_ = math.inf if stop is None else stop
-    zl, bl = z.tolist(), beta.tolist()
-    pos, be, opened = 0, 0.0, -1
-    for t in range(n):
-        zt = zl[t]
-        if zt == zt:  # not NaN: a signal
-            if pos:
-                if (pos < 0 and zt <= exit) or (pos > 0 and zt >= -exit) or abs(zt) > stop_:
-                    trades.append((opened, t, pos))
-                    pos = 0
-            elif zt > entry or zt < -entry:
-                bt = bl[t]
-                if bt == bt:  # no entry without a hedge ratio
-                    pos, be, opened = (-1 if zt > entry else 1), bt, t
-        if pos:
-            pos_out[t] = pos
-            beta_out[t] = be
-    if pos:
-        trades.append((opened, -1, pos))
-    return pos_out, beta_out, trades
+    with np.errstate(invalid="ignore"):
+        far = np.abs(z) > stop_
+        entries = np.flatnonzero(((z > entry) | (z < -entry)) & ~np.isnan(beta))
+        exit_long = np.flatnonzero((z >= -exit) | far)
+        exit_short = np.flatnonzero((z <= exit) | far)
+    ins, outs, sides = [], [], []
+    t = 0
+    while True:
+        k = np.searchsorted(entries, t)
+        if k == len(entries):
+            break
+        i = int(entries[k])
+        side = -1 if z[i] > entry else 1
+        exits = exit_long if side > 0 else exit_short
+        m = np.searchsorted(exits, i + 1)
+        j = int(exits[m]) if m < len(exits) else n  # flat from the close of the exit bar
+        ins.append(i)
+        outs.append(j)
+        sides.append(side)
+        if j >= n:
+            break
+        t = j + 1  # no new entry on the bar of an exit
+    return (np.array(ins, dtype="int64"), np.array(outs, dtype="int64"),
+            np.array(sides, dtype="int8"))
 
 
 def backtest(
@@ -135,34 +143,49 @@ def backtest(
     (1, 1.0, 1)
     """
     pa, pb, zz, bb = _validate(a, b, z, beta, entry, exit, stop, fee_bps, slippage_bps)
-    pos, held, events = _positions(zz, bb, entry, exit, stop)
     n = len(pa)
-    rate = (fee_bps + slippage_bps) / 1e4
+    ins, outs, sides = _events(zz, bb, entry, exit, stop)
+    marks = np.zeros(n + 1, dtype="int64")
+    np.add.at(marks, ins, 1)
+    np.add.at(marks, outs, -1)
+    holding = np.cumsum(marks[:n]) > 0
+    trade_of_bar = np.cumsum(np.bincount(ins, minlength=n)[:n]) - 1  # index of the latest entry
+    pos = np.where(holding, sides[trade_of_bar.clip(0)] if len(ins) else 0, 0).astype("int8")
+    trade_beta = bb[ins]
+    held = np.where(holding, trade_beta[trade_of_bar.clip(0)] if len(ins) else 0.0, 0.0)
     gross = np.zeros(n)
     gross[1:] = pos[:-1] * (np.diff(pa) - held[:-1] * np.diff(pb))
+    rate = (fee_bps + slippage_bps) / 1e4
+    closed_mask = outs < n
+    c_in = rate * (np.abs(pa[ins]) + np.abs(trade_beta * pb[ins]))
+    jo = np.minimum(outs, n - 1)
+    c_out = np.where(closed_mask, rate * (np.abs(pa[jo]) + np.abs(trade_beta * pb[jo])), 0.0)
     costs = np.zeros(n)
-    trades: list[Trade] = []
-    for i, j, side in events:
-        be = held[i]
-        c_in = rate * (abs(pa[i]) + abs(be * pb[i]))
-        costs[i] += c_in
-        if j >= 0:
-            c_out = rate * (abs(pa[j]) + abs(be * pb[j]))
-            costs[j] += c_out
-            pnl = float(gross[i + 1:j + 1].sum()) - c_in - c_out
-            trades.append(Trade(i, j, side, pa[i], pb[i], pa[j], pb[j], be, pnl, c_in + c_out))
-        else:
-            pnl = float(gross[i + 1:].sum()) - c_in
-            trades.append(Trade(i, None, side, pa[i], pb[i], pa[-1], pb[-1], be, pnl, c_in))
+    np.add.at(costs, ins, c_in)
+    np.add.at(costs, outs[closed_mask], c_out[closed_mask])
+    if len(ins):  # gross P&L of each trade: bars entry+1 .. exit
+        bounds = np.empty(2 * len(ins), dtype="int64")
+        bounds[0::2], bounds[1::2] = ins + 1, np.minimum(outs + 1, n)
+        seg = np.add.reduceat(np.append(gross, 0.0), bounds)[0::2]
+        seg[bounds[0::2] >= bounds[1::2]] = 0.0
+    else:
+        seg = np.zeros(0)
+    trade_pnl = seg - c_in - c_out
+    trades = tuple(
+        Trade(int(i), int(j) if j < n else None, int(sd), float(pa[i]), float(pb[i]),
+              float(pa[min(j, n - 1)]), float(pb[min(j, n - 1)]), float(be), float(p), float(ci + co))
+        for i, j, sd, be, p, ci, co in zip(ins.tolist(), outs.tolist(), sides.tolist(),
+                                           trade_beta.tolist(), trade_pnl.tolist(), c_in.tolist(),
+                                           c_out.tolist(), strict=True))
     net = gross - costs
     equity = np.cumsum(net)
-    closed = [t for t in trades if t.exit_index is not None]
+    closed_pnl = trade_pnl[closed_mask]
     sd = float(net.std(ddof=1))
     total = float(equity[-1])
     return BacktestResult(
-        position=pos, pnl=net, equity=equity, trades=tuple(trades), total_pnl=total,
+        position=pos, pnl=net, equity=equity, trades=trades, total_pnl=total,
         n_trades=len(trades),
-        win_rate=sum(t.pnl > 0 for t in closed) / len(closed) if closed else math.nan,
+        win_rate=float((closed_pnl > 0).mean()) if len(closed_pnl) else math.nan,
         avg_trade=total / len(trades) if trades else math.nan,
         max_drawdown=float((np.maximum.accumulate(np.maximum(equity, 0.0)) - equity).max()),
         sharpe=float(net.mean() / sd * math.sqrt(bars_per_year)) if sd > 0 else math.nan,
