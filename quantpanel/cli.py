@@ -1,4 +1,4 @@
-"""The ``quantpanel`` command: serve, exchange, record, import, bars, analyze, bench.
+"""The ``quantpanel`` command: serve, exchange, record, import, bars, analyze, backtest, sweep, bench.
 
 Every command reads config.yaml (``--config``) and its flags override the config. Errors the user
 can fix (bad config, bad file, unreachable DB) print one clear message and exit with status 2.
@@ -277,6 +277,117 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- backtest / sweep ----------------------------------------------------------------------------
+def _grid(text: str) -> list[float]:
+    """``start:stop:step`` (stop included) -> the grid values."""
+    try:
+        start, stop, step = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not start:stop:step, e.g. 1:3:0.25") from None
+    if step <= 0 or stop < start:
+        raise argparse.ArgumentTypeError(f"{text!r}: need step > 0 and stop >= start")
+    k = int(round((stop - start) / step))
+    return [round(start + i * step, 10) for i in range(k + 1)]
+
+
+def _signal(args: argparse.Namespace, cfg: Config) -> tuple["pd.Series", "pd.Series", Any, Any, float]:
+    """Aligned closes, the z-score and beta series the backtest trades on, bars per year."""
+    import numpy as np
+
+    from quantpanel.analytics import ols_hedge, rolling_zscore, spread
+    from quantpanel.models import timeframe_ms
+    from quantpanel.storage.store import Store
+
+    a, b = (s.upper() for s in args.pair)
+    with Store(cfg.storage.db_path, readonly=True) as store:
+        y, x = pair_closes(store, a, b, args.timeframe, args.start, args.end)
+    if args.beta == "kalman":
+        from quantpanel.analytics.kalman import kalman_hedge
+
+        k = kalman_hedge(y, x, delta=cfg.kalman.delta, ve=cfg.kalman.ve)
+        z, beta = k.zscore, k.beta
+    else:
+        h = ols_hedge(y, x, lookback=args.lookback or None)
+        z = rolling_zscore(spread(y, x, beta=h.beta, alpha=h.alpha), window=args.window or cfg.windows.zscore)
+        beta = np.full(len(y), h.beta)
+    return y, x, z, beta, 365 * 86_400_000 / timeframe_ms(args.timeframe)
+
+
+def _clean(v: Any) -> Any:
+    import math
+
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_clean(i) for i in v]
+    return v
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from quantpanel.analytics.backtest import backtest
+
+    cfg = _config(args, {"storage.db_path": args.db})
+    y, x, z, beta, per_year = _signal(args, cfg)
+    bt = cfg.backtest
+    r = backtest(y, x, z, beta, entry=_pick(args.entry, bt.entry), exit=_pick(args.exit, bt.exit),
+                 stop=_pick(args.stop, bt.stop), fee_bps=_pick(args.fee_bps, bt.fee_bps),
+                 slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year)
+    if args.trades_csv:
+        times = y.index
+        with open(args.trades_csv, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(["entry_time", "exit_time", "side", "entry_a", "entry_b", "exit_a", "exit_b",
+                        "beta", "pnl", "costs"])
+            for t in r.trades:
+                w.writerow([_iso(int(times[t.entry_index].value // 1_000_000)),
+                            "" if t.exit_index is None else _iso(int(times[t.exit_index].value // 1_000_000)),
+                            "long" if t.side > 0 else "short", t.entry_a, t.entry_b, t.exit_a, t.exit_b,
+                            t.beta, t.pnl, t.costs])
+    out = {"total_pnl": r.total_pnl, "n_trades": r.n_trades, "win_rate": r.win_rate,
+           "avg_trade": r.avg_trade, "max_drawdown": r.max_drawdown, "sharpe": r.sharpe, "fees": r.fees,
+           "pair": [s.upper() for s in args.pair], "timeframe": args.timeframe, "beta_mode": args.beta,
+           "window": args.window or cfg.windows.zscore, "entry": r.entry, "exit": r.exit, "stop": r.stop,
+           "fee_bps": r.fee_bps, "slippage_bps": r.slippage_bps, "bars": len(y)}
+    if args.json:
+        print(json.dumps({k: _clean(v) for k, v in out.items()}))
+    else:
+        for k, v in out.items():
+            print(f"  {k:<13} {'—' if _clean(v) is None else v}")
+    return 0
+
+
+def _pick(flag: Any, default: Any) -> Any:
+    return default if flag is None else flag
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from quantpanel.analytics.backtest import sweep
+
+    cfg = _config(args, {"storage.db_path": args.db})
+    y, x, z, beta, per_year = _signal(args, cfg)
+    bt = cfg.backtest
+    r = sweep(y, x, z, beta, entries=args.entry_grid, exits=args.exit_grid,
+              stop=_pick(args.stop, bt.stop), fee_bps=_pick(args.fee_bps, bt.fee_bps),
+              slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year)
+    i, j = divmod(int(r.total_pnl.argmax()), len(r.exits))
+    out = {"entries": r.entries.tolist(), "exits": r.exits.tolist(),
+           "total_pnl": _clean(r.total_pnl.tolist()), "sharpe": _clean(r.sharpe.tolist()),
+           "max_drawdown": _clean(r.max_drawdown.tolist()), "n_trades": r.n_trades.tolist(),
+           "best": {"entry": float(r.entries[i]), "exit": float(r.exits[j]),
+                    "total_pnl": float(r.total_pnl[i, j])},
+           "pair": [s.upper() for s in args.pair], "timeframe": args.timeframe, "beta_mode": args.beta,
+           "window": args.window or cfg.windows.zscore, "bars": len(y)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print("total P&L (rows: entry, columns: exit)")
+        print("        " + "".join(f"{e:>10g}" for e in r.exits))
+        for e, row in zip(r.entries, r.total_pnl, strict=True):
+            print(f"{e:>8g}" + "".join(f"{v:>10.4g}" for v in row))
+        print(f"best: entry {out['best']['entry']:g}, exit {out['best']['exit']:g}")
+    return 0
+
+
 # -- bench --------------------------------------------------------------------------------------
 def _bench(args: argparse.Namespace) -> int:
     from quantpanel.bench import main as bench_main
@@ -361,6 +472,36 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--db", help="SQLite file (config storage.db_path)")
     an.add_argument("--json", action="store_true", help="one JSON object; NaN/inf as null")
     an.set_defaults(func=_analyze)
+
+    def pair_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--pair", nargs=2, required=True, metavar=("A", "B"), help="leg A (y) and leg B (x)")
+        sp.add_argument("--timeframe", default="1m", choices=["1s", "1m", "5m"])
+        sp.add_argument("--window", type=int, help="z-score window in bars (config windows.zscore)")
+        sp.add_argument("--lookback", type=int, help="OLS over the last N aligned bars (default: all)")
+        sp.add_argument("--beta", choices=["ols", "kalman"], default="ols",
+                        help="static OLS beta and rolling z, or Kalman beta_t and Kalman z")
+        sp.add_argument("--stop", type=float, help="close when |z| exceeds this")
+        sp.add_argument("--fee-bps", type=float, help="fee per leg and trade (config backtest.fee_bps)")
+        sp.add_argument("--slippage-bps", type=float, help="slippage per leg and trade")
+        sp.add_argument("--start", type=parse_time, help="ISO-8601 or epoch ms, inclusive")
+        sp.add_argument("--end", type=parse_time, help="ISO-8601 or epoch ms, exclusive")
+        sp.add_argument("--db", help="SQLite file (config storage.db_path)")
+        sp.add_argument("--json", action="store_true", help="one JSON object; NaN/inf as null")
+
+    bt = sub.add_parser("backtest", help="mean-reversion backtest of a pair over stored bars",
+                        description="Trade the pair's spread on its z-score (ANALYTICS.md rules).")
+    pair_args(bt)
+    bt.add_argument("--entry", type=float, help="enter when |z| > entry (config backtest.entry)")
+    bt.add_argument("--exit", type=float, help="exit when z crosses back to ±exit (config backtest.exit)")
+    bt.add_argument("--trades-csv", help="write the trades to this CSV file")
+    bt.set_defaults(func=_backtest)
+
+    sw = sub.add_parser("sweep", help="backtest over an entry x exit grid",
+                        description="Total P&L, Sharpe, drawdown and trades for every grid cell.")
+    pair_args(sw)
+    sw.add_argument("--entry-grid", type=_grid, default=_grid("1:3:0.25"), help="start:stop:step")
+    sw.add_argument("--exit-grid", type=_grid, default=_grid("0:1:0.25"), help="start:stop:step")
+    sw.set_defaults(func=_sweep)
 
     be = sub.add_parser("bench", help="measure ingest and loopback throughput",
                         description="Throughput of parse -> store -> bars and of the loopback "

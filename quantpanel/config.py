@@ -114,6 +114,23 @@ class WindowsConfig(_Section):
     hurst_max_lag: int = Field(100, ge=3)
 
 
+class KalmanConfig(_Section):
+    """Kalman-filter hedge ratio (ANALYTICS.md): Vw = delta / (1 - delta), observation noise Ve."""
+
+    delta: float = Field(1e-4, gt=0, lt=1)
+    ve: float = Field(1e-3, gt=0)
+
+
+class BacktestConfig(_Section):
+    """Defaults of the mean-reversion backtest (UI and CLI override them)."""
+
+    entry: float = Field(2.0, gt=0)
+    exit: float = Field(0.0, ge=0)
+    stop: float | None = Field(None, gt=0)
+    fee_bps: float = Field(4.0, ge=0)
+    slippage_bps: float = Field(0.0, ge=0)
+
+
 class Config(_Section):
     """The whole configuration; every field has a working default."""
 
@@ -127,6 +144,8 @@ class Config(_Section):
     bars: BarsConfig = BarsConfig()
     dashboard: DashboardConfig = DashboardConfig()
     windows: WindowsConfig = WindowsConfig()
+    kalman: KalmanConfig = KalmanConfig()
+    backtest: BacktestConfig = BacktestConfig()
 
     @field_validator("symbols", mode="before")
     @classmethod

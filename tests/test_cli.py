@@ -148,7 +148,7 @@ def test_bad_input_exits_2_with_a_message_naming_it(tmp_path):
     assert proc.returncode == 2 and "aggTrades-2024-01-01.csv:1: expected 7 columns" in proc.stderr
 
 
-@pytest.mark.parametrize("cmd", ["serve", "exchange", "record", "import", "bars", "analyze", "bench"])
+@pytest.mark.parametrize("cmd", ["serve", "exchange", "record", "import", "bars", "analyze", "backtest", "sweep", "bench"])
 def test_every_command_has_help(cmd):
     out = run(cmd, "--help").stdout
     assert out.startswith(f"usage: quantpanel {cmd}")
