@@ -9,6 +9,14 @@ Usable on plain pandas Series in a notebook::
 """
 
 from quantpanel.analytics.hedge import HedgeResult, ols_hedge
+from quantpanel.analytics.kalman import (
+    KalmanPoint,
+    KalmanResult,
+    KalmanState,
+    kalman_hedge,
+    kalman_initial,
+    kalman_step,
+)
 from quantpanel.analytics.spread import (
     align,
     log_returns,
@@ -30,8 +38,9 @@ from quantpanel.analytics.report import REPORT_KEYS, PairReport, pair_report
 from quantpanel.analytics.stats import PriceStats, bars_per_year, price_stats
 
 __all__ = [
-    "AdfResult", "CointResult", "HedgeResult", "PairReport", "PriceStats", "REPORT_KEYS",
-    "adf", "align", "bars_per_year", "engle_granger", "half_life", "hurst", "log_returns",
-    "ols_hedge", "pair_report", "price_stats", "rolling_correlation", "rolling_zscore", "spread",
-    "window_correlation", "window_zscore",
+    "AdfResult", "CointResult", "HedgeResult", "KalmanPoint", "KalmanResult", "KalmanState",
+    "PairReport", "PriceStats", "REPORT_KEYS",
+    "adf", "align", "bars_per_year", "engle_granger", "half_life", "hurst", "kalman_hedge",
+    "kalman_initial", "kalman_step", "log_returns", "ols_hedge", "pair_report", "price_stats",
+    "rolling_correlation", "rolling_zscore", "spread", "window_correlation", "window_zscore",
 ]
