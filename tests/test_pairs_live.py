@@ -106,3 +106,17 @@ def test_old_states_stay_valid_when_the_tape_is_shared(usdm_ticks):
     assert len(pts) == 1 and forked.times[-1] == nxt and forked.tape is not states[40].tape
     assert np.array_equal(states[40].ys, snapshot) and np.array_equal(states[-1].ys, newest)
     assert len(states[-1].ys) == 8  # max(lookback, window + 1) kept
+
+
+def test_live_kalman_equals_the_batch_filter(usdm_ticks):
+    bars, _ = build_bars(usdm_ticks, ["1s"], include_forming=False)
+    spec = PairSpec("ETHUSDT", "BTCUSDT", "1s", window=20, kalman_delta=1e-3, kalman_ve=1e-2)
+    st, pts = PairState(spec), []
+    for i in range(0, len(bars), 7):  # arbitrary batches of closed bars
+        st, p = pair_step(st, bars[i:i + 7])
+        pts.extend(p)
+    y = np.array([p.y for p in pts])
+    x = np.array([p.x for p in pts])
+    k = qa.kalman_hedge(y, x, delta=1e-3, ve=1e-2)
+    np.testing.assert_array_equal([p.kalman_beta for p in pts], k.beta)
+    np.testing.assert_array_equal([p.kalman_z for p in pts], k.zscore)

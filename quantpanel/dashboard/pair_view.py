@@ -13,7 +13,14 @@ from panel.viewable import Viewer
 
 from quantpanel.analytics import PairReport, align, pair_report, price_stats
 from quantpanel.dashboard.hub import Hub
-from quantpanel.dashboard.plots import corr_curve, pair_frame, spread_curve, thresholds, zscore_curve
+from quantpanel.dashboard.plots import (
+    betas,
+    corr_curve,
+    pair_frame,
+    spread_curve,
+    thresholds,
+    zscore_curve,
+)
 from quantpanel.models import Bar, timeframe_ms
 from quantpanel.pipeline.pairs import PairSpec
 
@@ -70,7 +77,9 @@ class PairView(Viewer):
              + (hv.DynamicMap(zscore_curve, streams=[self.buffer]) * zlines).opts(
                  title="rolling z-score", responsive=True, height=220)
              + hv.DynamicMap(corr_curve, streams=[self.buffer]).opts(
-                 title="rolling correlation of log returns", **opts)).cols(1),
+                 title="rolling correlation of log returns", **opts)
+             + hv.DynamicMap(betas, streams=[self.buffer]).opts(
+                 title="hedge ratio: static OLS vs Kalman filter", responsive=True, height=220)).cols(1),
             sizing_mode="stretch_width", linked_axes=False)
         num = {"font_size": "20pt", "title_size": "10pt", "format": "{value:.4g}"}
         self.beta_card = pn.indicators.Number(label="hedge ratio β", value=float("nan"), **num)
@@ -99,8 +108,9 @@ class PairView(Viewer):
 
     @property
     def spec(self) -> PairSpec:
+        cfg = self._hub.config
         return PairSpec(self.a, self.b, self.timeframe, self.window, self.lookback,
-                        self._hub.config.windows.hedge_refit_bars)
+                        cfg.windows.hedge_refit_bars, cfg.kalman.delta, cfg.kalman.ve)
 
     @param.depends("a", "b", "timeframe", "window", "lookback", watch=True)
     def _on_spec(self) -> None:

@@ -21,7 +21,7 @@ from quantpanel.models import Bar
 hv.Store.set_current_backend("bokeh")
 
 __all__ = ["bars_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS", "pair_frame",
-           "spread_curve", "zscore_curve", "corr_curve", "thresholds"]
+           "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas"]
 
 UP, DOWN = "#26a69a", "#ef5350"
 _SIDES = {"up": UP, "down": DOWN}
@@ -84,7 +84,7 @@ def volume(data: pd.DataFrame) -> hv.Rectangles:
 
 
 # -- pair analytics -------------------------------------------------------------------------------
-PAIR_FRAME_COLUMNS = ("time", "spread", "zscore", "corr", "beta", "alpha")
+PAIR_FRAME_COLUMNS = ("time", "spread", "zscore", "corr", "beta", "alpha", "kalman_beta", "kalman_z")
 
 
 def pair_frame(points: Sequence[object]) -> pd.DataFrame:
@@ -104,6 +104,13 @@ def zscore_curve(data: pd.DataFrame) -> hv.Curve:
 
 def corr_curve(data: pd.DataFrame) -> hv.Curve:
     return hv.Curve(data, "time", "corr").opts(color="#8e24aa", line_width=1.5, ylim=(-1.05, 1.05))
+
+
+def betas(data: pd.DataFrame) -> hv.Overlay:
+    """The static OLS beta (steps at each refit) against the Kalman filter's dynamic beta."""
+    return (hv.Curve(data, "time", ("beta", "hedge ratio β"), label="OLS").opts(color="#5c6bc0")
+            * hv.Curve(data, "time", ("kalman_beta", "hedge ratio β"), label="Kalman").opts(
+                color="#ef6c00")).opts(legend_position="top_left")
 
 
 def thresholds(entry: float, exit: float) -> hv.Overlay:

@@ -7,7 +7,8 @@ same per-window functions the batch analytics use. The OLS hedge is refit over t
 ``refit_every`` aligned bars, and first as soon as ``window`` aligned bars exist.
 
 ``PairRegistry`` keeps one state per requested ``PairSpec`` (pair, timeframe, window, lookback), so
-every session can watch its own pair and window while the pipeline stays one per process.
+every session can watch its own pair and window while the pipeline stays one per process. Each
+aligned bar also advances the pair's Kalman filter (dynamic beta and Kalman z-score), O(1).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from quantpanel.analytics import HedgeResult, ols_hedge, window_correlation, window_zscore
+from quantpanel.analytics.kalman import KalmanState, kalman_initial, kalman_step
 from quantpanel.errors import AnalyticsInputError
 from quantpanel.models import Bar
 
@@ -37,6 +39,8 @@ class PairSpec:
     window: int = 60
     lookback: int = 0  # OLS over the last N aligned bars; 0 = all kept
     refit_every: int = 60
+    kalman_delta: float = 1e-4
+    kalman_ve: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.a == self.b:
@@ -57,6 +61,8 @@ class PairPoint:
     corr: float
     beta: float
     alpha: float
+    kalman_beta: float  # the filtered dynamic hedge ratio after this bar
+    kalman_z: float  # innovation / sqrt(its variance)
 
 
 class _Tape:
@@ -92,6 +98,7 @@ class PairState:
     end: int = 0
     hedge: HedgeResult | None = None
     since_refit: int = 0
+    kalman: KalmanState | None = None
 
     @property
     def times(self) -> np.ndarray:
@@ -134,7 +141,8 @@ def _fit(spec: PairSpec, ys: np.ndarray, xs: np.ndarray) -> HedgeResult | None:
         return None
 
 
-def _point(spec: PairSpec, hedge: HedgeResult | None, t: int, ys: np.ndarray, xs: np.ndarray) -> PairPoint:
+def _point(spec: PairSpec, hedge: HedgeResult | None, t: int, ys: np.ndarray, xs: np.ndarray,
+           kalman_beta: float, kalman_z: float) -> PairPoint:
     w = spec.window
     z = corr = s = math.nan
     if hedge is not None:
@@ -147,7 +155,7 @@ def _point(spec: PairSpec, hedge: HedgeResult | None, t: int, ys: np.ndarray, xs
             corr = window_correlation(np.diff(np.log(ys[-w - 1:])), np.diff(np.log(xs[-w - 1:])))
     beta = hedge.beta if hedge else math.nan
     alpha = hedge.alpha if hedge else math.nan
-    return PairPoint(t, float(ys[-1]), float(xs[-1]), s, z, corr, beta, alpha)
+    return PairPoint(t, float(ys[-1]), float(xs[-1]), s, z, corr, beta, alpha, kalman_beta, kalman_z)
 
 
 def pair_step(state: PairState, bars: Iterable[Bar]) -> tuple[PairState, list[PairPoint]]:
@@ -181,13 +189,14 @@ def pair_step(state: PairState, bars: Iterable[Bar]) -> tuple[PairState, list[Pa
         if st.end > st.start and t <= st.tape.t[st.end - 1]:
             continue
         tape, start, end = _append(st, t, y, x)
+        kal, kp = kalman_step(st.kalman or kalman_initial(delta=spec.kalman_delta, ve=spec.kalman_ve), y, x)
         hedge, since = st.hedge, st.since_refit + 1
         ya, xa = tape.y[start:end], tape.x[start:end]
         if (hedge is None and len(ya) >= spec.window) or (hedge is not None and since >= spec.refit_every):
             hedge = _fit(spec, ya, xa) or hedge
             since = 0
-        st = PairState(spec, pending, tape, start, end, hedge, since)
-        points.append(_point(spec, hedge, t, ya, xa))
+        st = PairState(spec, pending, tape, start, end, hedge, since, kal)
+        points.append(_point(spec, hedge, t, ya, xa, kp.beta, kp.zscore))
     return st, points
 
 
