@@ -124,6 +124,48 @@ async def _bare_receive_once(rec: Recording) -> tuple[float, int]:
         return time.perf_counter() - t0, n
 
 
+def _seconds(fn: Callable[[], Any], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_analytics_bench(*, scale: float = 1.0, runs: int = 3) -> dict[str, Any]:
+    """Issue 4's figures on a simulated cointegrated pair (labelled so): Kalman and backtest over
+    1M bars, a 20x20 sweep over 100k bars, the pair scanner over 20 symbols x 2,000 bars."""
+    import numpy as np
+    import pandas as pd
+
+    from quantpanel.analytics import kalman_hedge, rolling_zscore
+    from quantpanel.analytics.backtest import backtest, sweep
+    from quantpanel.analytics.correlation import scan_pairs
+
+    rng = np.random.default_rng(42)
+    n = int(1_000_000 * scale)
+    x = 30_000 + np.cumsum(rng.normal(size=n))
+    y = 0.06 * x + 500 + np.cumsum(rng.normal(scale=0.05, size=n)) * 0.01 + rng.normal(size=n)
+    z = rolling_zscore(y - 0.06 * x, window=60)
+    m = int(100_000 * scale)
+    walks = 1_000 + np.cumsum(rng.normal(size=(int(2_000 * max(scale, 0.1)), 20)), axis=0)
+    closes = pd.DataFrame(walks, columns=[f"SIM{i:02d}" for i in range(20)],
+                          index=pd.date_range("2024-01-01", periods=len(walks), freq="1min"))
+    return {
+        "data": "simulated: random-walk x, y = 0.06 x + 500 + noise; 20 random walks for the scanner",
+        "bars": n,
+        "kalman_s": _seconds(lambda: kalman_hedge(y, x), runs),
+        "backtest_s": _seconds(lambda: backtest(y, x, z, 0.06, entry=2.0, exit=0.0), runs),
+        "sweep_20x20_s": _seconds(lambda: sweep(y[:m], x[:m], z[:m], 0.06,
+                                                entries=np.linspace(1, 3, 20),
+                                                exits=np.linspace(0, 1, 20)), 1),
+        "sweep_bars": m,
+        "scanner_20_symbols_s": _seconds(lambda: scan_pairs(closes), 1),
+        "scanner_bars": len(closes),
+    }
+
+
 def run_bench(data: Path, *, passes: int = 4, runs: int = 3) -> dict[str, Any]:
     rec = repeat_recording(load_recording(data), passes)
     frames = [render_agg_trade(t, 0, 0) for t in rec.trades]
@@ -194,9 +236,21 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_analytics(a: dict[str, Any]) -> str:
+    return "\n".join([
+        f"analytics ({a['data']})",
+        f"  {'Kalman filter, ' + format(a['bars'], ',') + ' bars':<36} {a['kalman_s']:>12.3f} s",
+        f"  {'backtest, ' + format(a['bars'], ',') + ' bars':<36} {a['backtest_s']:>12.3f} s",
+        f"  {'sweep 20x20, ' + format(a['sweep_bars'], ',') + ' bars':<36} {a['sweep_20x20_s']:>12.3f} s",
+        f"  {'scanner, 20 symbols x ' + format(a['scanner_bars'], ',') + ' bars':<36} "
+        f"{a['scanner_20_symbols_s']:>12.3f} s",
+    ])
+
+
 def main(data: Path, *, quick: bool, as_json: bool) -> int:
     r = run_bench(data, passes=1 if quick else 4, runs=1 if quick else 3)
-    print(orjson.dumps(r).decode() if as_json else format_table(r))
+    r["analytics"] = run_analytics_bench(scale=0.01 if quick else 1.0, runs=1 if quick else 3)
+    print(orjson.dumps(r).decode() if as_json else format_table(r) + "\n" + format_analytics(r["analytics"]))
     return 0 if r["ingest_stored_all"] and r["loopback_lost"] == 0 else 1
 
 

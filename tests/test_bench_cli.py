@@ -23,3 +23,6 @@ def test_bench_quick_reports_all_figures_with_zero_loss():
     assert all(r[k] > 0 for k in KEYS), {k: r[k] for k in KEYS}
     assert r["ingest_stored_all"] is True and r["loopback_lost"] == 0
     assert r["machine"]["cores"] >= 1
+    a = r["analytics"]
+    assert a["data"].startswith("simulated") and a["bars"] == 10_000
+    assert all(a[k] > 0 for k in ("kalman_s", "backtest_s", "sweep_20x20_s", "scanner_20_symbols_s"))
