@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -63,7 +63,6 @@ class _Client:
     ws: ServerConnection
     streams: set[str]
     sent: int = 0
-    queue: list[str] = field(default_factory=list)
 
 
 def render_agg_trade(t: RecordedTrade, dt: int, da: int) -> str:
