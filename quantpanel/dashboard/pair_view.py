@@ -86,7 +86,7 @@ class PairView(Viewer):
         self.r2_card = pn.indicators.Number(label="R²", value=float("nan"), **num)
         self.z_card = pn.indicators.Number(label="last z", value=float("nan"), **num)
         self.stats = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width", css_classes=["qp-leg-stats"])
-        self.run_button = pn.widgets.Button(name="Run tests", button_type="primary", width=140)
+        self.run_button = pn.widgets.Button(label="Run tests", color="primary", width=140)
         self.run_button.on_click(self._run_tests)
         self.tests = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width", css_classes=["qp-tests"])
         self.verdict = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-verdict"])
