@@ -72,3 +72,16 @@ def test_sweep_json_grid(db):
 def test_bad_grid_is_named(db):
     proc = qp("sweep", "--db", str(db), "--pair", "ETHUSDT", "BTCUSDT", "--entry-grid", "3:1:0.5")
     assert proc.returncode == 2 and "need step > 0 and stop >= start" in proc.stderr
+
+
+def test_backtest_with_kalman_beta_and_z(db):
+    proc = qp("backtest", "--db", str(db), "--pair", "ETHUSDT", "BTCUSDT", "--timeframe", "1s",
+              "--beta", "kalman", "--entry", "1.5", "--exit", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    with Store(db) as store:
+        y, x = pair_closes(store, "ETHUSDT", "BTCUSDT", "1s", None, None)
+    k = qa.kalman_hedge(y, x)  # config defaults: delta 1e-4, ve 1e-3
+    r = backtest(y, x, k.zscore, k.beta, entry=1.5, exit=0.0, bars_per_year=365 * 86_400)
+    assert got["beta_mode"] == "kalman" and got["n_trades"] == r.n_trades > 0
+    assert math.isclose(got["total_pnl"], r.total_pnl, rel_tol=1e-12)
