@@ -74,14 +74,18 @@ def test_bad_grid_is_named(db):
     assert proc.returncode == 2 and "need step > 0 and stop >= start" in proc.stderr
 
 
-def test_backtest_with_kalman_beta_and_z(db):
-    proc = qp("backtest", "--db", str(db), "--pair", "ETHUSDT", "BTCUSDT", "--timeframe", "1s",
-              "--beta", "kalman", "--entry", "1.5", "--exit", "0", "--json")
+def test_backtest_with_kalman_beta_and_z(db, tmp_path):
+    # On raw BTC-scale prices the spec's default delta (1e-4) makes Q >= x^2 * Vw ~ 4e5, so the
+    # Kalman z never leaves +-0.05 here: a small delta gives a z-score that trades.
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("kalman:\n  delta: 1.0e-12\n  ve: 0.1\n")
+    proc = qp("--config", str(cfg), "backtest", "--db", str(db), "--pair", "ETHUSDT", "BTCUSDT",
+              "--timeframe", "1s", "--beta", "kalman", "--entry", "1.5", "--exit", "0", "--json")
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     with Store(db) as store:
         y, x = pair_closes(store, "ETHUSDT", "BTCUSDT", "1s", None, None)
-    k = qa.kalman_hedge(y, x)  # config defaults: delta 1e-4, ve 1e-3
+    k = qa.kalman_hedge(y, x, delta=1e-12, ve=0.1)
     r = backtest(y, x, k.zscore, k.beta, entry=1.5, exit=0.0, bars_per_year=365 * 86_400)
     assert got["beta_mode"] == "kalman" and got["n_trades"] == r.n_trades > 0
     assert math.isclose(got["total_pnl"], r.total_pnl, rel_tol=1e-12)
