@@ -459,38 +459,35 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="write to this file instead of stdout")
     b.set_defaults(func=_bars)
 
-    an = sub.add_parser("analyze", help="static pair analytics over the stored range",
-                        description="OLS hedge, spread tests, last z-score and correlation of a pair "
-                                    "(y = first symbol) over stored closed bars.")
-    an.add_argument("--pair", nargs=2, required=True, metavar=("A", "B"), help="leg A (y) and leg B (x)")
-    an.add_argument("--timeframe", default="1m", choices=["1s", "1m", "5m"])
-    an.add_argument("--window", type=int, help="z-score / correlation window in bars (config windows.zscore)")
-    an.add_argument("--lookback", type=int, help="OLS over the last N aligned bars (default: all)")
-    an.add_argument("--adf-maxlag", type=int, help="ADF maxlag (config windows.adf_maxlag)")
-    an.add_argument("--start", type=parse_time, help="ISO-8601 or epoch ms, inclusive")
-    an.add_argument("--end", type=parse_time, help="ISO-8601 or epoch ms, exclusive")
-    an.add_argument("--db", help="SQLite file (config storage.db_path)")
-    an.add_argument("--json", action="store_true", help="one JSON object; NaN/inf as null")
-    an.set_defaults(func=_analyze)
-
     def pair_args(sp: argparse.ArgumentParser) -> None:
+        """The options every pair command shares: legs, timeframe, windows, range, DB, output."""
         sp.add_argument("--pair", nargs=2, required=True, metavar=("A", "B"), help="leg A (y) and leg B (x)")
         sp.add_argument("--timeframe", default="1m", choices=["1s", "1m", "5m"])
-        sp.add_argument("--window", type=int, help="z-score window in bars (config windows.zscore)")
+        sp.add_argument("--window", type=int, help="z-score / correlation window in bars (config windows.zscore)")
         sp.add_argument("--lookback", type=int, help="OLS over the last N aligned bars (default: all)")
-        sp.add_argument("--beta", choices=["ols", "kalman"], default="ols",
-                        help="static OLS beta and rolling z, or Kalman beta_t and Kalman z")
-        sp.add_argument("--stop", type=float, help="close when |z| exceeds this")
-        sp.add_argument("--fee-bps", type=float, help="fee per leg and trade (config backtest.fee_bps)")
-        sp.add_argument("--slippage-bps", type=float, help="slippage per leg and trade")
         sp.add_argument("--start", type=parse_time, help="ISO-8601 or epoch ms, inclusive")
         sp.add_argument("--end", type=parse_time, help="ISO-8601 or epoch ms, exclusive")
         sp.add_argument("--db", help="SQLite file (config storage.db_path)")
         sp.add_argument("--json", action="store_true", help="one JSON object; NaN/inf as null")
 
+    def strategy_args(sp: argparse.ArgumentParser) -> None:
+        pair_args(sp)
+        sp.add_argument("--beta", choices=["ols", "kalman"], default="ols",
+                        help="static OLS beta and rolling z, or Kalman beta_t and Kalman z")
+        sp.add_argument("--stop", type=float, help="close when |z| exceeds this")
+        sp.add_argument("--fee-bps", type=float, help="fee per leg and trade (config backtest.fee_bps)")
+        sp.add_argument("--slippage-bps", type=float, help="slippage per leg and trade")
+
+    an = sub.add_parser("analyze", help="static pair analytics over the stored range",
+                        description="OLS hedge, spread tests, last z-score and correlation of a pair "
+                                    "(y = first symbol) over stored closed bars.")
+    pair_args(an)
+    an.add_argument("--adf-maxlag", type=int, help="ADF maxlag (config windows.adf_maxlag)")
+    an.set_defaults(func=_analyze)
+
     bt = sub.add_parser("backtest", help="mean-reversion backtest of a pair over stored bars",
                         description="Trade the pair's spread on its z-score (ANALYTICS.md rules).")
-    pair_args(bt)
+    strategy_args(bt)
     bt.add_argument("--entry", type=float, help="enter when |z| > entry (config backtest.entry)")
     bt.add_argument("--exit", type=float, help="exit when z crosses back to ±exit (config backtest.exit)")
     bt.add_argument("--trades-csv", help="write the trades to this CSV file")
@@ -498,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="backtest over an entry x exit grid",
                         description="Total P&L, Sharpe, drawdown and trades for every grid cell.")
-    pair_args(sw)
+    strategy_args(sw)
     sw.add_argument("--entry-grid", type=_grid, default=_grid("1:3:0.25"), help="start:stop:step")
     sw.add_argument("--exit-grid", type=_grid, default=_grid("0:1:0.25"), help="start:stop:step")
     sw.set_defaults(func=_sweep)
