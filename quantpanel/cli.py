@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from quantpanel.config import Config, load_config
 from quantpanel.errors import QuantPanelError
+from quantpanel.models import TIME_FORMAT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +49,7 @@ def parse_time(text: str) -> int:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(TIME_FORMAT)
 
 
 def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
@@ -240,17 +241,11 @@ def _bars(args: argparse.Namespace) -> int:
 def pair_closes(store: "Store", a: str, b: str, timeframe: str, start: int | None,
                 end: int | None) -> tuple["pd.Series", "pd.Series"]:
     """Closes of both legs' closed bars, inner-joined on bar time (ANALYTICS.md pair inputs)."""
-    import pandas as pd
-
     from quantpanel.analytics import align
-    from quantpanel.pipeline.history import load_bars
+    from quantpanel.pipeline.history import load_closes
 
-    legs = []
-    for sym in (a, b):
-        bars = load_bars(store, sym, timeframe, start, end, include_forming=False)
-        legs.append(pd.Series([x.close for x in bars], index=pd.to_datetime([x.time for x in bars], unit="ms"),
-                              name=sym, dtype="float64"))
-    return align(legs[0], legs[1])
+    closes = load_closes(store, [a, b], timeframe, start, end)
+    return align(closes[a].dropna(), closes[b].dropna())
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -290,27 +285,18 @@ def _grid(text: str) -> list[float]:
     return [round(start + i * step, 10) for i in range(k + 1)]
 
 
-def _signal(args: argparse.Namespace, cfg: Config) -> tuple["pd.Series", "pd.Series", Any, Any, float]:
-    """Aligned closes, the z-score and beta series the backtest trades on, bars per year."""
-    import numpy as np
-
-    from quantpanel.analytics import ols_hedge, rolling_zscore, spread
+def _signal(args: argparse.Namespace, cfg: Config) -> tuple["pd.Series", "pd.Series", Any, float]:
+    """Aligned closes, the signal the backtest trades on, bars per year."""
+    from quantpanel.analytics.backtest import pair_signal
     from quantpanel.models import timeframe_ms
     from quantpanel.storage.store import Store
 
     a, b = (s.upper() for s in args.pair)
     with Store(cfg.storage.db_path, readonly=True) as store:
         y, x = pair_closes(store, a, b, args.timeframe, args.start, args.end)
-    if args.beta == "kalman":
-        from quantpanel.analytics.kalman import kalman_hedge
-
-        k = kalman_hedge(y, x, delta=cfg.kalman.delta, ve=cfg.kalman.ve)
-        z, beta = k.zscore, k.beta
-    else:
-        h = ols_hedge(y, x, lookback=args.lookback or None)
-        z = rolling_zscore(spread(y, x, beta=h.beta, alpha=h.alpha), window=args.window or cfg.windows.zscore)
-        beta = np.full(len(y), h.beta)
-    return y, x, z, beta, 365 * 86_400_000 / timeframe_ms(args.timeframe)
+    sig = pair_signal(y, x, mode=args.beta, window=args.window or cfg.windows.zscore,
+                      lookback=args.lookback or None, delta=cfg.kalman.delta, ve=cfg.kalman.ve)
+    return y, x, sig, 365 * 86_400_000 / timeframe_ms(args.timeframe)
 
 
 def _clean(v: Any) -> Any:
@@ -324,25 +310,16 @@ def _clean(v: Any) -> Any:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from quantpanel.analytics.backtest import backtest
+    from quantpanel.analytics.backtest import backtest, trades_frame
 
     cfg = _config(args, {"storage.db_path": args.db})
-    y, x, z, beta, per_year = _signal(args, cfg)
+    y, x, sig, per_year = _signal(args, cfg)
     bt = cfg.backtest
-    r = backtest(y, x, z, beta, entry=_pick(args.entry, bt.entry), exit=_pick(args.exit, bt.exit),
+    r = backtest(y, x, sig.z, sig.beta, entry=_pick(args.entry, bt.entry), exit=_pick(args.exit, bt.exit),
                  stop=_pick(args.stop, bt.stop), fee_bps=_pick(args.fee_bps, bt.fee_bps),
                  slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year)
     if args.trades_csv:
-        times = y.index
-        with open(args.trades_csv, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(["entry_time", "exit_time", "side", "entry_a", "entry_b", "exit_a", "exit_b",
-                        "beta", "pnl", "costs"])
-            for t in r.trades:
-                w.writerow([_iso(int(times[t.entry_index].value // 1_000_000)),
-                            "" if t.exit_index is None else _iso(int(times[t.exit_index].value // 1_000_000)),
-                            "long" if t.side > 0 else "short", t.entry_a, t.entry_b, t.exit_a, t.exit_b,
-                            t.beta, t.pnl, t.costs])
+        trades_frame(r, y.index).to_csv(args.trades_csv, index=False, date_format=TIME_FORMAT)
     out = {"total_pnl": r.total_pnl, "n_trades": r.n_trades, "win_rate": r.win_rate,
            "avg_trade": r.avg_trade, "max_drawdown": r.max_drawdown, "sharpe": r.sharpe, "fees": r.fees,
            "pair": [s.upper() for s in args.pair], "timeframe": args.timeframe, "beta_mode": args.beta,
@@ -364,9 +341,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from quantpanel.analytics.backtest import sweep
 
     cfg = _config(args, {"storage.db_path": args.db})
-    y, x, z, beta, per_year = _signal(args, cfg)
+    y, x, sig, per_year = _signal(args, cfg)
     bt = cfg.backtest
-    r = sweep(y, x, z, beta, entries=args.entry_grid, exits=args.exit_grid,
+    r = sweep(y, x, sig.z, sig.beta, entries=args.entry_grid, exits=args.exit_grid,
               stop=_pick(args.stop, bt.stop), fee_bps=_pick(args.fee_bps, bt.fee_bps),
               slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year)
     i, j = divmod(int(r.total_pnl.argmax()), len(r.exits))

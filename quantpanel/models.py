@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Tick", "TickBatch", "Bar", "TIMEFRAMES", "timeframe_ms"]
+__all__ = ["Tick", "TickBatch", "Bar", "TIMEFRAMES", "TIME_FORMAT", "timeframe_ms"]
 
 #: Supported bar timeframes and their length in milliseconds.
 TIMEFRAMES: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # bar and trade times in every CSV we write (UTC)
 
 
 def timeframe_ms(timeframe: str) -> int:

@@ -16,12 +16,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import Literal
+
 import numpy as np
+import pandas as pd
 
 from quantpanel.analytics._inputs import ArrayLike, as_array
+from quantpanel.analytics.hedge import ols_hedge
+from quantpanel.analytics.kalman import kalman_hedge
+from quantpanel.analytics.spread import rolling_zscore, spread
 from quantpanel.errors import AnalyticsInputError, InsufficientDataError
 
-__all__ = ["Trade", "BacktestResult", "SweepResult", "backtest", "sweep"]
+__all__ = ["Trade", "BacktestResult", "SweepResult", "Signal", "TRADE_COLUMNS", "backtest",
+           "pair_signal", "sweep", "trades_frame"]
+
+BetaMode = Literal["ols", "kalman"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,3 +279,51 @@ def sweep(
     shape = (len(ent), len(ext))
     return SweepResult(ent, ext, equity.reshape(shape), sharpe.reshape(shape),
                        maxdd.reshape(shape), trades.reshape(shape))
+
+
+# -- what the CLI and the dashboard trade ---------------------------------------------------------
+@dataclass(frozen=True)
+class Signal:
+    """The z-score a backtest trades and the beta it hedges with, one value per aligned bar."""
+
+    z: np.ndarray
+    beta: np.ndarray
+    mode: BetaMode
+
+
+def pair_signal(
+    y: pd.Series,
+    x: pd.Series,
+    *,
+    mode: BetaMode = "ols",
+    window: int = 60,
+    lookback: int | None = None,
+    delta: float = 1e-4,
+    ve: float = 1e-3,
+) -> Signal:
+    """``ols``: static OLS beta (over the last ``lookback`` bars) and the rolling z of its spread;
+    ``kalman``: the filter's beta_t and its innovation z-score (ANALYTICS.md)."""
+    if mode == "kalman":
+        k = kalman_hedge(y, x, delta=delta, ve=ve)
+        return Signal(np.asarray(k.zscore, dtype="float64"), np.asarray(k.beta, dtype="float64"), mode)
+    if mode != "ols":
+        raise AnalyticsInputError(f"beta mode must be 'ols' or 'kalman', got {mode!r}")
+    h = ols_hedge(y, x, lookback=lookback)
+    z = rolling_zscore(spread(y, x, beta=h.beta, alpha=h.alpha), window=window)
+    return Signal(np.asarray(z, dtype="float64"), np.full(len(y), h.beta), mode)
+
+
+TRADE_COLUMNS = ("entry_time", "exit_time", "side", "entry_a", "entry_b", "exit_a", "exit_b",
+                 "beta", "pnl", "costs")
+
+
+def trades_frame(result: BacktestResult, times: pd.DatetimeIndex) -> pd.DataFrame:
+    """The trades as a table with bar times for bar indices; ``exit_time`` is NaT while open."""
+    t = pd.DatetimeIndex(times)
+    rows = [(t[tr.entry_index], pd.NaT if tr.exit_index is None else t[tr.exit_index],
+             "long" if tr.side > 0 else "short", tr.entry_a, tr.entry_b, tr.exit_a, tr.exit_b,
+             tr.beta, tr.pnl, tr.costs) for tr in result.trades]
+    df = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+    for c in ("entry_time", "exit_time"):
+        df[c] = pd.to_datetime(df[c]).astype("datetime64[ns]")
+    return df

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pandas as pd
+
 from quantpanel.models import Bar, timeframe_ms
 from quantpanel.pipeline.bars import BarState, SeriesState, build_bars, initial_state
 from quantpanel.storage.store import Store
 
-__all__ = ["load_bars", "warm_start", "rebuild_bars", "WarmStart"]
+__all__ = ["load_bars", "load_closes", "warm_start", "rebuild_bars", "WarmStart"]
 
 
 def _series_bars(
@@ -51,6 +53,27 @@ def load_bars(
     cached, tail, _, _ = _series_bars(store, symbol, timeframe, start, end, last)
     bars = cached + [b for b in tail if include_forming or b.closed]
     return bars[-last:] if last is not None else bars
+
+
+def load_closes(
+    store: Store,
+    symbols: Iterable[str],
+    timeframe: str,
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    last: int | None = None,
+) -> pd.DataFrame:
+    """Closes of closed bars, one float column per symbol, outer-joined on bar time (UTC, ns).
+
+    The pair and multi-symbol analytics inner-join it themselves (ANALYTICS.md inputs).
+    """
+    cols = {}
+    for sym in symbols:
+        bars = load_bars(store, sym, timeframe, start, end, last=last, include_forming=False)
+        cols[sym] = pd.Series([b.close for b in bars], dtype="float64",
+                              index=pd.to_datetime([b.time for b in bars], unit="ms").astype("datetime64[ns]"))
+    return pd.DataFrame(cols).sort_index()
 
 
 @dataclass(frozen=True)
