@@ -274,15 +274,13 @@ def _analyze(args: argparse.Namespace) -> int:
 
 # -- backtest / sweep ----------------------------------------------------------------------------
 def _grid(text: str) -> list[float]:
-    """``start:stop:step`` (stop included) -> the grid values."""
+    """argparse type of ``--entry-grid`` / ``--exit-grid``."""
+    from quantpanel.analytics.backtest import parse_grid
+
     try:
-        start, stop, step = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not start:stop:step, e.g. 1:3:0.25") from None
-    if step <= 0 or stop < start:
-        raise argparse.ArgumentTypeError(f"{text!r}: need step > 0 and stop >= start")
-    k = int(round((stop - start) / step))
-    return [round(start + i * step, 10) for i in range(k + 1)]
+        return parse_grid(text).tolist()
+    except QuantPanelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _signal(args: argparse.Namespace, cfg: Config) -> tuple["pd.Series", "pd.Series", Any, float]:

@@ -28,7 +28,7 @@ from quantpanel.analytics.spread import rolling_zscore, spread
 from quantpanel.errors import AnalyticsInputError, InsufficientDataError
 
 __all__ = ["Trade", "BacktestResult", "SweepResult", "Signal", "TRADE_COLUMNS", "backtest",
-           "pair_signal", "sweep", "trades_frame"]
+           "pair_signal", "parse_grid", "sweep", "trades_frame"]
 
 BetaMode = Literal["ols", "kalman"]
 
@@ -311,6 +311,20 @@ def pair_signal(
     h = ols_hedge(y, x, lookback=lookback)
     z = rolling_zscore(spread(y, x, beta=h.beta, alpha=h.alpha), window=window)
     return Signal(np.asarray(z, dtype="float64"), np.full(len(y), h.beta), mode)
+
+
+def parse_grid(text: str) -> np.ndarray:
+    """``start:stop:step`` (stop included), e.g. ``1:3:0.25`` -> 1, 1.25, ..., 3."""
+    try:
+        start, stop, step = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise AnalyticsInputError(f"{text!r} is not start:stop:step, e.g. 1:3:0.25") from None
+    if not (step > 0 and stop >= start and math.isfinite(stop) and math.isfinite(start)):
+        raise AnalyticsInputError(f"{text!r}: need step > 0 and stop >= start")
+    k = int(round((stop - start) / step))
+    if k >= 1000:
+        raise AnalyticsInputError(f"{text!r}: {k + 1} values; at most 1000 per grid axis")
+    return np.round(start + np.arange(k + 1) * step, 10)
 
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "entry_a", "entry_b", "exit_a", "exit_b",

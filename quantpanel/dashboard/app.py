@@ -13,7 +13,7 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None, *, source: str | None = None) -> pn.template.BaseTemplate:
     """One session's page, attached to the process's shared hub (started on first use)."""
-    pn.extension(notifications=True, sizing_mode="stretch_width")
+    pn.extension("tabulator", notifications=True, sizing_mode="stretch_width")
     cfg = config or load_config()
     hub = get_hub(cfg, source=source)
     dash = Dashboard(hub)

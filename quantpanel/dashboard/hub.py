@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import pandas as pd
+
 from quantpanel.analytics import HedgeResult
 from quantpanel.config import Config
 from quantpanel.models import Bar
@@ -124,6 +126,16 @@ class Hub:
     def closed_bars(self, symbol: str, timeframe: str) -> list[Bar]:
         s = self._series.get((symbol, timeframe))
         return list(s.log.items) if s else []
+
+    def seq(self, symbol: str, timeframe: str) -> int:
+        """Closed bars of the series ever received: changes exactly when a bar closes."""
+        s = self._series.get((symbol, timeframe))
+        return s.log.seq if s else 0
+
+    def load_closes(self, symbols: list[str], timeframe: str, *, last: int | None = None) -> pd.DataFrame:
+        """All stored closes (not just the buffered bars) for backtests and scans. Blocking:
+        call it from a worker thread."""
+        return self.runtime.load_closes(symbols, timeframe, last=last)
 
     # -- pairs ---------------------------------------------------------------------------------
     def watch_pair(self, spec: PairSpec) -> None:

@@ -66,6 +66,8 @@ class PairView(Viewer):
         params.setdefault("timeframe", cfg.dashboard.default_timeframe)
         params.setdefault("window", cfg.windows.zscore)
         params.setdefault("lookback", cfg.windows.lookback)
+        params.setdefault("entry", cfg.backtest.entry)
+        params.setdefault("exit", cfg.backtest.exit)
         super().__init__(**params)
         self._hub = hub
         self._seq: int | None = None

@@ -21,7 +21,8 @@ from quantpanel.models import Bar
 hv.Store.set_current_backend("bokeh")
 
 __all__ = ["bars_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS", "pair_frame",
-           "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas"]
+           "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas", "equity_frame",
+           "equity_curve", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "corr_heatmap"]
 
 UP, DOWN = "#26a69a", "#ef5350"
 _SIDES = {"up": UP, "down": DOWN}
@@ -119,3 +120,61 @@ def thresholds(entry: float, exit: float) -> hv.Overlay:
     lines += [hv.HLine(v).opts(color="#757575", line_dash="dotted", line_width=1)
               for v in sorted({exit, -exit})]
     return hv.Overlay(lines)
+
+
+# -- backtest, sweep, correlation -----------------------------------------------------------------
+def equity_frame(times: pd.DatetimeIndex, equity: np.ndarray, *, max_points: int = 5_000) -> pd.DataFrame:
+    """Equity and drawdown per bar, thinned to at most ~``max_points`` rows for the browser.
+
+    Thinning keeps every k-th bar plus the bars of the running peak's largest drawdown and the last
+    bar, so the chart never understates the worst drawdown the metric card reports.
+    """
+    eq = np.asarray(equity, dtype="float64")
+    dd = np.maximum.accumulate(np.maximum(eq, 0.0)) - eq
+    keep = np.arange(len(eq))
+    if len(eq) > max_points:
+        k = -(-len(eq) // max_points)
+        keep = np.unique(np.concatenate([keep[::k], [int(dd.argmax()), len(eq) - 1]]))
+    t = pd.DatetimeIndex(times)[keep].astype("datetime64[ns]")
+    return pd.DataFrame({"time": t, "equity": eq[keep], "drawdown": -dd[keep]})
+
+
+def equity_curve(data: pd.DataFrame) -> hv.Curve:
+    return hv.Curve(data, "time", ("equity", "P&L (quote)")).opts(color="#1e88e5", line_width=1.5)
+
+
+def drawdown_area(data: pd.DataFrame) -> hv.Area:
+    return hv.Area(data, "time", ("drawdown", "drawdown (quote)")).opts(color="#e53935", alpha=0.5,
+                                                                       line_width=0)
+
+
+SWEEP_METRICS = ("total_pnl", "sharpe", "max_drawdown", "n_trades")
+
+
+def sweep_frame(result: object) -> pd.DataFrame:
+    """A SweepResult in long form: one row per (entry, exit) cell."""
+    e, x = np.meshgrid(result.entries, result.exits, indexing="ij")
+    return pd.DataFrame({"entry": e.ravel(), "exit": x.ravel(),
+                         **{m: np.asarray(getattr(result, m), dtype="float64").ravel() for m in SWEEP_METRICS}})
+
+
+def sweep_heatmap(data: pd.DataFrame) -> hv.HeatMap:
+    """Total P&L over the entry x exit grid; hover shows every metric."""
+    return hv.HeatMap(data, kdims=["exit", "entry"], vdims=list(SWEEP_METRICS)).opts(
+        cmap="RdYlGn", colorbar=True, tools=["hover", "tap"], xlabel="exit |z|", ylabel="entry |z|",
+        nonselection_alpha=1.0)
+
+
+def corr_frame(matrix: pd.DataFrame) -> pd.DataFrame:
+    """A correlation matrix in long form (a, b, corr) for the heatmap."""
+    m = matrix.rename_axis(index="a", columns="b").stack(future_stack=True).rename("corr").reset_index()
+    return m.astype({"a": "str", "b": "str", "corr": "float64"})
+
+
+def corr_heatmap(data: pd.DataFrame) -> hv.Overlay:
+    """Correlations of log returns, -1 blue to +1 red, each cell labelled with its value."""
+    heat = hv.HeatMap(data, kdims=["b", "a"], vdims=["corr"]).opts(
+        cmap="RdBu_r", clim=(-1, 1), colorbar=True, tools=["hover"], xrotation=45)
+    labels = hv.Labels(data.assign(text=data["corr"].map(lambda v: f"{v:.2f}" if v == v else "—")),
+                       kdims=["b", "a"], vdims=["text"]).opts(text_font_size="10pt")
+    return heat * labels

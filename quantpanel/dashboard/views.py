@@ -10,8 +10,10 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
+from quantpanel.dashboard.correlation_view import CorrelationView
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.pair_view import PairView
+from quantpanel.dashboard.strategy_view import StrategyView
 from quantpanel.dashboard.plots import bars_frame, candles, empty_bars_frame, volume
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.runtime import Status
@@ -153,6 +155,8 @@ class Dashboard(Viewer):
         self._views: dict[str, SymbolView] = {}
         self._charts = pn.Column(sizing_mode="stretch_width")
         self.pair = PairView(hub)
+        self.strategy = StrategyView(hub, self.pair)
+        self.correlation = CorrelationView(hub, self.select_pair)
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
@@ -160,7 +164,8 @@ class Dashboard(Viewer):
         self._callback = None
         self._pulls = 0
         self._sync_views()
-        self.tabs = pn.Tabs(("Market", self._charts), ("Pair", self.pair), sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(("Market", self._charts), ("Pair", self.pair), ("Backtest", self.strategy),
+                            ("Correlation", self.correlation), sizing_mode="stretch_width")
         self._layout = pn.Column(self.banner, self.status, self.tabs, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -185,6 +190,12 @@ class Dashboard(Viewer):
         if self._callback is not None:
             self.pull()
 
+    def select_pair(self, a: str, b: str) -> None:
+        """Open the pair ``a`` (y) / ``b`` (x) in the Pair tab (the scanner's row click)."""
+        self.pair.param.update(a=a, b=b)
+        self.tabs.active = 1
+        self.pull()
+
     def start(self) -> None:
         """Begin this session's throttled pulls (call once the page has loaded)."""
         if self._callback is None:
@@ -199,10 +210,13 @@ class Dashboard(Viewer):
         self.status.show(status)
         # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
         # with a single update when it is shown.
-        if self.tabs.active == 0:
+        tab = self.tabs.active
+        if tab == 0:
             for view in self._views.values():
                 view.pull()
-        else:
+        elif tab == 1:
             self.pair.pull()
+        elif tab == 3:
+            self.correlation.pull()
         self._pulls += 1
         self.last_pull_s = time.perf_counter() - started

@@ -15,14 +15,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
+
 from quantpanel.config import Config
+from quantpanel.errors import StoreError
 from quantpanel.feeds.connection import FeedConnection
 from quantpanel.feeds.exchange import Exchange
 from quantpanel.feeds.recording import load_recording
 from quantpanel.models import Bar, TickBatch
 from quantpanel.pipeline.bars import Clock
 from quantpanel.pipeline.graph import Pipeline
-from quantpanel.pipeline.history import warm_start
+from quantpanel.pipeline.history import load_closes, warm_start
 from quantpanel.storage.store import Store
 from quantpanel.storage.writer import StoreWriter
 
@@ -61,6 +64,7 @@ class Runtime:
         self.exchange: Exchange | None = None
         self.writer: StoreWriter | None = None
         self.history: dict[tuple[str, str], list[Bar]] = {}
+        self.db_path: str | None = None  # the database this run stores into, once started
         self.started = asyncio.Event()
         self.error = ""
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,6 +94,7 @@ class Runtime:
             await self._start_exchange()
             self.source_kind = "REPLAY"
             db = cfg.storage.replay_db_path
+        self.db_path = str(db)
         self.writer = StoreWriter(db)
         # `panel serve` exits on SIGINT/SIGTERM without stopping us: drain queued writes then.
         atexit.register(self.writer.close)
@@ -188,6 +193,17 @@ class Runtime:
                 self.pipeline.emit(Clock(now))
 
     # -- status --------------------------------------------------------------------------------
+    def load_closes(self, symbols: list[str], timeframe: str, *, last: int | None = None) -> pd.DataFrame:
+        """Stored closes of closed bars (``history.load_closes``) from this run's database.
+
+        Blocking: call it from a worker thread. It opens its own read-only connection (WAL lets it
+        read while the writer thread writes).
+        """
+        if self.db_path is None:
+            raise StoreError("the runtime has not started yet: no database to read")
+        with Store(self.db_path, readonly=True) as store:
+            return load_closes(store, symbols, timeframe, last=last)
+
     def status(self) -> Status:
         now = time.monotonic()
         recent = [(t, n) for t, n in self._rate if now - t <= 5.0]

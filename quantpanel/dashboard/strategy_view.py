@@ -1,0 +1,275 @@
+"""The backtest panel of one session: backtest and entry x exit sweep of the Pair tab's pair.
+
+The pair, timeframe, window, lookback and entry/exit thresholds are the Pair tab's own parameters
+(one place to set them; the z-score chart's threshold lines follow). Runs read every stored bar of
+the pair, not just the buffered ones, and compute in a worker thread: the event loop, ingestion
+and other sessions never wait for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+from dataclasses import dataclass
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from quantpanel.analytics import align
+from quantpanel.analytics.backtest import (
+    BacktestResult,
+    SweepResult,
+    backtest,
+    pair_signal,
+    parse_grid,
+    sweep,
+    trades_frame,
+)
+from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.pair_view import PairView
+from quantpanel.dashboard.plots import (
+    drawdown_area,
+    equity_curve,
+    equity_frame,
+    sweep_frame,
+    sweep_heatmap,
+)
+from quantpanel.errors import QuantPanelError
+from quantpanel.models import TIME_FORMAT, timeframe_ms
+
+__all__ = ["StrategyView", "StrategyRun"]
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """What one run was asked: enough to label its results and name its export."""
+
+    a: str
+    b: str
+    timeframe: str
+    window: int
+    lookback: int
+    beta_mode: str
+    stop: float | None
+    fee_bps: float
+    slippage_bps: float
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    times: pd.DatetimeIndex
+    y: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    beta: np.ndarray
+    bars_per_year: float
+
+
+class StrategyView(Viewer):
+    """Backtest controls, metric cards, equity and drawdown, trades table, CSV export, sweep."""
+
+    beta_mode = param.Selector(default="ols", objects={"static OLS β, rolling z": "ols",
+                                                       "Kalman β_t, Kalman z": "kalman"}, label="Signal")
+    stop = param.Number(default=0.0, bounds=(0, None), label="Stop |z| (0 = none)")
+    fee_bps = param.Number(default=4.0, bounds=(0, None), label="Fee (bps per leg)")
+    slippage_bps = param.Number(default=0.0, bounds=(0, None), label="Slippage (bps per leg)")
+    entry_grid = param.String(default="1:3:0.25", label="Entry grid (start:stop:step)")
+    exit_grid = param.String(default="0:1:0.25", label="Exit grid (start:stop:step)")
+
+    def __init__(self, hub: Hub, pair: PairView, **params: object) -> None:
+        bt = hub.config.backtest
+        params.setdefault("stop", bt.stop or 0.0)
+        params.setdefault("fee_bps", bt.fee_bps)
+        params.setdefault("slippage_bps", bt.slippage_bps)
+        super().__init__(**params)
+        self._hub = hub
+        self.pair = pair
+        self.result: BacktestResult | None = None
+        self.sweep_result: SweepResult | None = None
+        self.run: StrategyRun | None = None
+        self._trades = pd.DataFrame()
+
+        self.equity = hv.streams.Pipe(data=equity_frame(pd.DatetimeIndex([]), np.zeros(0)))
+        chart_opts = {"responsive": True, "height": 200, "show_grid": True, "tools": ["hover"]}
+        self._equity_pane = pn.pane.HoloViews(
+            (hv.DynamicMap(equity_curve, streams=[self.equity]).opts(title="equity (cumulative P&L, net of costs)", **chart_opts)
+             + hv.DynamicMap(drawdown_area, streams=[self.equity]).opts(title="drawdown", **chart_opts)).cols(1),
+            sizing_mode="stretch_width", linked_axes=False, css_classes=["qp-equity"])
+        self.grid = hv.streams.Pipe(data=pd.DataFrame(columns=["entry", "exit", "total_pnl", "sharpe",
+                                                               "max_drawdown", "n_trades"], dtype="float64"))
+        heat = hv.DynamicMap(sweep_heatmap, streams=[self.grid]).opts(
+            title="sweep: total P&L by entry x exit (click a cell to load it)", responsive=True, height=360)
+        self.tap = hv.streams.Tap(source=heat, x=None, y=None)
+        self.tap.param.watch(self._on_tap, ["x", "y"])
+        self._heat_pane = pn.pane.HoloViews(heat, sizing_mode="stretch_width", css_classes=["qp-sweep"])
+
+        num = {"font_size": "18pt", "title_size": "10pt", "value": float("nan")}
+        self.cards = {
+            "total_pnl": pn.indicators.Number(label="total P&L", format="{value:,.4g}", **num),
+            "n_trades": pn.indicators.Number(label="trades", format="{value:.0f}", **num),
+            "win_rate": pn.indicators.Number(label="win rate", format="{value:.0%}", **num),
+            "avg_trade": pn.indicators.Number(label="avg trade", format="{value:,.4g}", **num),
+            "max_drawdown": pn.indicators.Number(label="max drawdown", format="{value:,.4g}", **num),
+            "sharpe": pn.indicators.Number(label="Sharpe (ann.)", format="{value:.3g}", **num),
+            "fees": pn.indicators.Number(label="costs", format="{value:,.4g}", **num),
+        }
+        self.trades_table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False,
+                                                 pagination="local", page_size=15, height=420,
+                                                 sizing_mode="stretch_width", css_classes=["qp-trades"])
+        self.download = pn.widgets.FileDownload(callback=self._trades_csv, filename="trades.csv",
+                                                label="Download trades CSV", color="default",
+                                                disabled=True, width=200, embed=False)
+        self.run_button = pn.widgets.Button(label="Run backtest", color="primary", width=150)
+        self.run_button.on_click(self.run_backtest)
+        self.sweep_button = pn.widgets.Button(label="Run sweep", color="primary", width=150)
+        self.sweep_button.on_click(self.run_sweep)
+        self.progress = pn.indicators.Progress(active=True, visible=False, width=200, bar_color="primary")
+        self.message = pn.pane.Markdown("", css_classes=["qp-strategy-message"])
+        self.error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["qp-strategy-error"])
+        self.summary = pn.pane.Markdown("", css_classes=["qp-strategy-summary"])
+
+        controls = pn.Row(
+            pn.widgets.FloatInput.from_param(pair.param.entry, width=100, step=0.1),
+            pn.widgets.FloatInput.from_param(pair.param.exit, width=100, step=0.1),
+            pn.widgets.FloatInput.from_param(self.param.stop, width=140, step=0.5),
+            pn.widgets.FloatInput.from_param(self.param.fee_bps, width=140, step=0.5),
+            pn.widgets.FloatInput.from_param(self.param.slippage_bps, width=160, step=0.5),
+            pn.widgets.Select.from_param(self.param.beta_mode, width=200),
+        )
+        sweep_controls = pn.Row(
+            pn.widgets.TextInput.from_param(self.param.entry_grid, width=200),
+            pn.widgets.TextInput.from_param(self.param.exit_grid, width=200),
+            self.sweep_button,
+        )
+        self._layout = pn.Column(
+            self.summary, controls, pn.Row(self.run_button, self.download, self.progress, self.message),
+            self.error, pn.Row(*self.cards.values()), self._equity_pane,
+            pn.pane.Markdown("#### Trades"), self.trades_table,
+            pn.pane.Markdown("#### Parameter sweep"), sweep_controls, self._heat_pane,
+            sizing_mode="stretch_width", name="Backtest")
+        self.pair.param.watch(self._describe, ["a", "b", "timeframe", "window", "lookback"])
+        self._describe()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+    def _describe(self, *_: object) -> None:
+        p = self.pair
+        self.summary.object = (
+            f"**{p.a}** (y) vs **{p.b}** (x) · {p.timeframe} bars · z window {p.window} · "
+            f"OLS lookback {p.lookback or 'all'} — every stored bar of the pair; pick the pair, "
+            f"timeframe and window in the **Pair** tab.")
+
+    # -- runs ----------------------------------------------------------------------------------
+    def _request(self) -> StrategyRun:
+        p = self.pair
+        if p.a == p.b:
+            raise QuantPanelError("pick two different symbols for leg A and leg B in the Pair tab")
+        return StrategyRun(p.a, p.b, p.timeframe, p.window, p.lookback, self.beta_mode,
+                           self.stop or None, self.fee_bps, self.slippage_bps)
+
+    def _inputs(self, run: StrategyRun) -> _Inputs:
+        """Blocking: stored closes -> aligned legs -> signal. Runs in a worker thread."""
+        closes = self._hub.load_closes([run.a, run.b], run.timeframe)
+        y, x = align(closes[run.a].dropna(), closes[run.b].dropna())
+        k = self._hub.config.kalman
+        sig = pair_signal(y, x, mode=run.beta_mode, window=run.window, lookback=run.lookback or None,
+                          delta=k.delta, ve=k.ve)
+        return _Inputs(pd.DatetimeIndex(y.index), y.to_numpy(), x.to_numpy(), sig.z, sig.beta,
+                       365 * 86_400_000 / timeframe_ms(run.timeframe))
+
+    def _backtest(self, run: StrategyRun, entry: float, exit: float) -> tuple[_Inputs, BacktestResult]:
+        i = self._inputs(run)
+        return i, backtest(i.y, i.x, i.z, i.beta, entry=entry, exit=exit, stop=run.stop,
+                           fee_bps=run.fee_bps, slippage_bps=run.slippage_bps,
+                           bars_per_year=i.bars_per_year)
+
+    def _sweep(self, run: StrategyRun, entries: np.ndarray, exits: np.ndarray) -> tuple[_Inputs, SweepResult]:
+        i = self._inputs(run)
+        return i, sweep(i.y, i.x, i.z, i.beta, entries=entries, exits=exits, stop=run.stop,
+                        fee_bps=run.fee_bps, slippage_bps=run.slippage_bps, bars_per_year=i.bars_per_year)
+
+    def _busy(self, what: str | None) -> None:
+        running = what is not None
+        self.progress.visible = running
+        self.run_button.disabled = self.sweep_button.disabled = running
+        self.message.object = what or ""
+        if running:
+            self.error.visible = False
+
+    def _fail(self, exc: Exception) -> None:
+        self.error.object = f"{type(exc).__name__}: {exc}"
+        self.error.visible = True
+
+    async def run_backtest(self, _event: object = None) -> None:
+        """Backtest the pair at the current thresholds and show it."""
+        self._busy("running backtest…")
+        try:
+            run = self._request()
+            entry, exit = self.pair.entry, self.pair.exit
+            inputs, result = await asyncio.to_thread(self._backtest, run, entry, exit)
+        except (QuantPanelError, ValueError) as exc:
+            self._fail(exc)
+            return
+        finally:
+            self._busy(None)
+        self.show_backtest(run, inputs, result)
+
+    async def run_sweep(self, _event: object = None) -> None:
+        """Backtest every (entry, exit) cell of the grids; show total P&L as a heatmap."""
+        self._busy("running sweep…")
+        try:
+            run = self._request()
+            entries, exits = parse_grid(self.entry_grid), parse_grid(self.exit_grid)
+            self.message.object = (f"running sweep: {len(entries)} x {len(exits)} cells…")
+            _, result = await asyncio.to_thread(self._sweep, run, entries, exits)
+        except (QuantPanelError, ValueError) as exc:
+            self._fail(exc)
+            return
+        finally:
+            self._busy(None)
+        self.sweep_result = result
+        self.grid.send(sweep_frame(result))
+        i, j = divmod(int(np.nanargmax(result.total_pnl)), len(result.exits))
+        self.message.object = (f"sweep done: best total P&L {result.total_pnl[i, j]:,.4g} at entry "
+                               f"{result.entries[i]:g}, exit {result.exits[j]:g} — click a cell to load it")
+
+    def _on_tap(self, *_: object) -> None:
+        """Load the clicked sweep cell's thresholds and backtest them."""
+        r = self.sweep_result
+        if r is None or self.tap.x is None or self.tap.y is None:
+            return
+        try:
+            x, y = float(self.tap.x), float(self.tap.y)
+        except (TypeError, ValueError):
+            return
+        entry = float(r.entries[np.abs(r.entries - y).argmin()])
+        exit = float(r.exits[np.abs(r.exits - x).argmin()])
+        self.pair.param.update(entry=entry, exit=exit)
+        pn.state.execute(self.run_backtest)
+
+    # -- showing -------------------------------------------------------------------------------
+    def show_backtest(self, run: StrategyRun, inputs: _Inputs, result: BacktestResult) -> None:
+        self.run, self.result = run, result
+        for key, card in self.cards.items():
+            v = float(getattr(result, key))
+            card.value = v if math.isfinite(v) else float("nan")
+        self.equity.send(equity_frame(inputs.times, result.equity))
+        self._trades = trades_frame(result, inputs.times)
+        self.trades_table.value = self._trades
+        self.download.filename = f"trades-{run.a}-{run.b}-{run.timeframe}-{run.beta_mode}.csv"
+        self.download.disabled = False
+        self.message.object = (f"{len(inputs.times):,} bars · entry {result.entry:g} · exit "
+                               f"{result.exit:g} · stop {result.stop if result.stop else 'none'} · "
+                               f"{run.beta_mode} signal")
+
+    def _trades_csv(self) -> io.StringIO:
+        buf = io.StringIO()
+        self._trades.to_csv(buf, index=False, date_format=TIME_FORMAT)
+        buf.seek(0)
+        return buf
