@@ -47,7 +47,7 @@ class CorrelationView(Viewer):
         self._heat_pane = pn.pane.HoloViews(
             hv.DynamicMap(corr_heatmap, streams=[self.heat]).opts(
                 hv.opts.HeatMap(title="correlation of log returns (updates as bars close)",
-                                responsive=True, height=380)),
+                                responsive=True, height=380, framewise=True)),
             sizing_mode="stretch_width", css_classes=["qp-corr"])
         self.heat_note = pn.pane.Markdown("", css_classes=["qp-corr-note"])
         self.scan_button = pn.widgets.Button(label="Scan pairs", color="primary", width=140)

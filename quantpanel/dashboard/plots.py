@@ -176,5 +176,5 @@ def corr_heatmap(data: pd.DataFrame) -> hv.Overlay:
     heat = hv.HeatMap(data, kdims=["b", "a"], vdims=["corr"]).opts(
         cmap="RdBu_r", clim=(-1, 1), colorbar=True, tools=["hover"], xrotation=45)
     labels = hv.Labels(data.assign(text=data["corr"].map(lambda v: f"{v:.2f}" if v == v else "—")),
-                       kdims=["b", "a"], vdims=["text"]).opts(text_font_size="10pt")
+                       kdims=["b", "a"], vdims=["text"]).opts(text_font_size="10pt", text_color="#212121")
     return heat * labels

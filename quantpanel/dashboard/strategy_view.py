@@ -95,7 +95,9 @@ class StrategyView(Viewer):
         self._trades = pd.DataFrame()
 
         self.equity = hv.streams.Pipe(data=equity_frame(pd.DatetimeIndex([]), np.zeros(0)))
-        chart_opts = {"responsive": True, "height": 200, "show_grid": True, "tools": ["hover"]}
+        # framewise: each Pipe push is a whole new series, so the axes follow it
+        chart_opts = {"responsive": True, "height": 200, "show_grid": True, "tools": ["hover"],
+                      "framewise": True}
         self._equity_pane = pn.pane.HoloViews(
             (hv.DynamicMap(equity_curve, streams=[self.equity]).opts(title="equity (cumulative P&L, net of costs)", **chart_opts)
              + hv.DynamicMap(drawdown_area, streams=[self.equity]).opts(title="drawdown", **chart_opts)).cols(1),
@@ -103,21 +105,23 @@ class StrategyView(Viewer):
         self.grid = hv.streams.Pipe(data=pd.DataFrame(columns=["entry", "exit", "total_pnl", "sharpe",
                                                                "max_drawdown", "n_trades"], dtype="float64"))
         heat = hv.DynamicMap(sweep_heatmap, streams=[self.grid]).opts(
-            title="sweep: total P&L by entry x exit (click a cell to load it)", responsive=True, height=360)
+            title="sweep: total P&L by entry x exit (click a cell to load it)", responsive=True, height=360,
+            framewise=True)
         self.tap = hv.streams.Tap(source=heat, x=None, y=None)
         self.tap.param.watch(self._on_tap, ["x", "y"])
         self._heat_pane = pn.pane.HoloViews(heat, sizing_mode="stretch_width", css_classes=["qp-sweep"])
+        # Shown once a sweep has data: an empty heatmap's colour bar (no range) keeps the page
+        # from ever reporting itself loaded, so no session would start pulling.
+        self._heat_slot = pn.Column(pn.pane.Markdown("*Run a sweep to see its heatmap.*"),
+                                    sizing_mode="stretch_width")
 
-        num = {"font_size": "18pt", "title_size": "10pt", "value": float("nan")}
-        self.cards = {
-            "total_pnl": pn.indicators.Number(label="total P&L", format="{value:,.4g}", **num),
-            "n_trades": pn.indicators.Number(label="trades", format="{value:.0f}", **num),
-            "win_rate": pn.indicators.Number(label="win rate", format="{value:.0%}", **num),
-            "avg_trade": pn.indicators.Number(label="avg trade", format="{value:,.4g}", **num),
-            "max_drawdown": pn.indicators.Number(label="max drawdown", format="{value:,.4g}", **num),
-            "sharpe": pn.indicators.Number(label="Sharpe (ann.)", format="{value:.3g}", **num),
-            "fees": pn.indicators.Number(label="costs", format="{value:,.4g}", **num),
-        }
+        cards = {"total_pnl": ("total P&L", "{value:,.4g}"), "n_trades": ("trades", "{value:.0f}"),
+                 "win_rate": ("win rate", "{value:.0%}"), "avg_trade": ("avg trade", "{value:,.4g}"),
+                 "max_drawdown": ("max drawdown", "{value:,.4g}"), "sharpe": ("Sharpe (ann.)", "{value:.3g}"),
+                 "fees": ("costs", "{value:,.4g}")}
+        self.cards = {k: pn.indicators.Number(label=label, format=fmt, value=float("nan"), font_size="18pt",
+                                              title_size="10pt", css_classes=[f"qp-card-{k}"])
+                      for k, (label, fmt) in cards.items()}
         self.trades_table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False,
                                                  pagination="local", page_size=15, height=420,
                                                  sizing_mode="stretch_width", css_classes=["qp-trades"])
@@ -150,7 +154,7 @@ class StrategyView(Viewer):
             self.summary, controls, pn.Row(self.run_button, self.download, self.progress, self.message),
             self.error, pn.Row(*self.cards.values()), self._equity_pane,
             pn.pane.Markdown("#### Trades"), self.trades_table,
-            pn.pane.Markdown("#### Parameter sweep"), sweep_controls, self._heat_pane,
+            pn.pane.Markdown("#### Parameter sweep"), sweep_controls, self._heat_slot,
             sizing_mode="stretch_width", name="Backtest")
         self.pair.param.watch(self._describe, ["a", "b", "timeframe", "window", "lookback"])
         self._describe()
@@ -163,7 +167,7 @@ class StrategyView(Viewer):
         self.summary.object = (
             f"**{p.a}** (y) vs **{p.b}** (x) · {p.timeframe} bars · z window {p.window} · "
             f"OLS lookback {p.lookback or 'all'} — every stored bar of the pair; pick the pair, "
-            f"timeframe and window in the **Pair** tab.")
+            f"timeframe and window in the Pair tab.")
 
     # -- runs ----------------------------------------------------------------------------------
     def _request(self) -> StrategyRun:
@@ -235,6 +239,8 @@ class StrategyView(Viewer):
             self._busy(None)
         self.sweep_result = result
         self.grid.send(sweep_frame(result))
+        if self._heat_pane not in self._heat_slot.objects:
+            self._heat_slot.objects = [self._heat_pane]
         i, j = divmod(int(np.nanargmax(result.total_pnl)), len(result.exits))
         self.message.object = (f"sweep done: best total P&L {result.total_pnl[i, j]:,.4g} at entry "
                                f"{result.entries[i]:g}, exit {result.exits[j]:g} — click a cell to load it")
