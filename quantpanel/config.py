@@ -14,10 +14,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from quantpanel.alerts.rules import FEED_METRICS, Rule
 from quantpanel.errors import ConfigError
 from quantpanel.models import TIMEFRAMES
 
-__all__ = ["Config", "load_config", "DEFAULT_CONFIG_PATHS", "BINANCE_FUTURES_WS"]
+__all__ = ["Config", "alert_rules", "load_config", "DEFAULT_CONFIG_PATHS", "BINANCE_FUTURES_WS"]
 
 #: Binance USD-M futures combined-stream endpoint of the ``market`` route (aggTrade lives there).
 BINANCE_FUTURES_WS = "wss://fstream.binance.com/market/stream"
@@ -131,6 +132,31 @@ class BacktestConfig(_Section):
     slippage_bps: float = Field(0.0, ge=0)
 
 
+class WebhookConfig(_Section):
+    """Optional HTTP POST of every alert as JSON; never blocks ingestion."""
+
+    url: str | None = None
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    retries: int = Field(3, ge=0, le=10)
+    queue_max: int = Field(1_000, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v or None
+
+
+class AlertsConfig(_Section):
+    """Alert rules seeded into the database (then edited in the UI), the webhook, the UI log."""
+
+    rules: tuple[Rule, ...] | None = None  # None: |z| > 2 (re-arm inside ±1) on the first two symbols
+    webhook: WebhookConfig = WebhookConfig()
+    log_rows: int = Field(500, ge=1, le=100_000)  # alerts each session's log shows
+    health_interval_s: float = Field(1.0, gt=0, le=60)  # feed rules are evaluated this often
+
+
 class Config(_Section):
     """The whole configuration; every field has a working default."""
 
@@ -146,6 +172,7 @@ class Config(_Section):
     windows: WindowsConfig = WindowsConfig()
     kalman: KalmanConfig = KalmanConfig()
     backtest: BacktestConfig = BacktestConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -187,7 +214,25 @@ class Config(_Section):
                 f"dashboard.default_timeframe {self.dashboard.default_timeframe!r} "
                 f"is not in timeframes {list(self.timeframes)}"
             )
+        for i, rule in enumerate(self.alerts.rules or ()):
+            where = f"alerts.rules.{i}"
+            unknown = [s for s in (*(rule.pair or ()), rule.symbol) if s and s not in self.symbols]
+            if unknown:
+                raise ValueError(f"{where}: symbol(s) {unknown} are not in symbols {list(self.symbols)}")
+            if rule.metric not in FEED_METRICS and rule.timeframe not in self.timeframes:
+                raise ValueError(f"{where}.timeframe: {rule.timeframe} is not in timeframes {list(self.timeframes)}")
         return self
+
+
+def alert_rules(cfg: Config) -> tuple[Rule, ...]:
+    """The configured rules, or the default: z-score of the first pair outside ±2."""
+    if cfg.alerts.rules is not None:
+        return cfg.alerts.rules
+    if len(cfg.symbols) < 2:
+        return ()
+    a, b = cfg.symbols[:2]
+    return (Rule(name=f"z-score {a}/{b} outside ±2", metric="zscore", pair=(a, b),
+                 timeframe=cfg.dashboard.default_timeframe, op="outside", threshold=2.0, reset=1.0),)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

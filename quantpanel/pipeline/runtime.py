@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import time
 from collections import deque
@@ -17,12 +18,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from quantpanel.config import Config
+from quantpanel.alerts.engine import Alert
+from quantpanel.alerts.rules import Rule, RuleError, parse_rule
+from quantpanel.config import Config, alert_rules
 from quantpanel.errors import StoreError
 from quantpanel.feeds.connection import FeedConnection
 from quantpanel.feeds.exchange import Exchange
 from quantpanel.feeds.recording import load_recording
 from quantpanel.models import Bar, TickBatch
+from quantpanel.notify.webhook import Webhook
+from quantpanel.pipeline.alerting import Alerting, rows
 from quantpanel.pipeline.bars import Clock
 from quantpanel.pipeline.graph import Pipeline
 from quantpanel.pipeline.history import load_closes, warm_start
@@ -52,6 +57,11 @@ class Status:
     error: str
 
 
+def _spec(rule: Rule) -> str:
+    """A rule as stored: its JSON without the id (the table's key)."""
+    return rule.model_dump_json(exclude={"id"})
+
+
 class Runtime:
     """Start once per process with ``await runtime.start()``; stop with ``await runtime.stop()``."""
 
@@ -65,6 +75,8 @@ class Runtime:
         self.writer: StoreWriter | None = None
         self.history: dict[tuple[str, str], list[Bar]] = {}
         self.db_path: str | None = None  # the database this run stores into, once started
+        self.alerting: Alerting | None = None
+        self.webhook: Webhook | None = None
         self.started = asyncio.Event()
         self.error = ""
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,6 +116,7 @@ class Runtime:
         self.writer.put_bars(warm.recovered)
         self.history = warm.history
         self.pipeline = Pipeline(warm.state, self.writer)
+        self._start_alerting(warm.history)
         early, self._early = self._early, []
         for batch in early:
             self.pipeline.emit(batch)
@@ -120,6 +133,66 @@ class Runtime:
         self._on_ready.clear()
         self.started.set()
 
+    def _start_alerting(self, history: dict[tuple[str, str], list[Bar]]) -> None:
+        """Rules from the database (config rules seeded once), wired to the pipeline and sinks."""
+        cfg, pipeline = self.config, self.pipeline
+        assert pipeline is not None and self.writer is not None and self.db_path is not None
+        self.alerting = Alerting(cfg, pipeline.pairs, history=history, history_bars=cfg.dashboard.buffer_bars)
+        with Store(self.db_path) as store:
+            for rule in alert_rules(cfg):
+                store.seed_rule(rule.name, _spec(rule))
+            stored = store.read_rules()
+        rules = []
+        for rid, name, spec in stored:
+            try:
+                rules.append(parse_rule({**json.loads(spec), "id": rid, "name": name},
+                                        where=f"{self.db_path}: alert_rules id {rid}"))
+            except (RuleError, ValueError) as exc:  # keep running; the rule stays in the table
+                log.error("alert rule skipped: %s", exc)
+        self.alerting.set_rules(rules)
+        pipeline.updates.sink(self.alerting.on_update)
+        pipeline.pair_points.sink(self.alerting.on_pairs)
+        writer = self.writer
+        self.alerting.alerts.sink(lambda alerts: writer.put_alerts(rows(alerts)))
+        hook = cfg.alerts.webhook
+        if hook.url:
+            self.webhook = Webhook(hook.url, timeout_s=hook.timeout_s, retries=hook.retries,
+                                   queue_max=hook.queue_max)
+            self.alerting.alerts.sink(self.webhook.put)
+
+    # -- alert rules (the UI's edits) -----------------------------------------------------------
+    def _store_rule(self, rule: Rule) -> Rule:
+        assert self.db_path is not None
+        with Store(self.db_path) as store:
+            rid = store.save_rule(rule.name, _spec(rule), rule.id)
+        return rule.model_copy(update={"id": rid})
+
+    def _delete_rule(self, rule_id: int) -> None:
+        assert self.db_path is not None
+        with Store(self.db_path) as store:
+            store.delete_rule(rule_id)
+
+    async def save_rule(self, rule: Rule) -> Rule:
+        """Store a new or edited rule (off the loop), then watch it live. Returns it with its id."""
+        if self.alerting is None:
+            raise StoreError("the runtime has not started yet: rules cannot be saved")
+        saved = await asyncio.to_thread(self._store_rule, rule)
+        self.alerting.upsert(saved)
+        return saved
+
+    async def delete_rule(self, rule_id: int) -> None:
+        if self.alerting is None:
+            raise StoreError("the runtime has not started yet: rules cannot be deleted")
+        await asyncio.to_thread(self._delete_rule, rule_id)
+        self.alerting.remove(rule_id)
+
+    def recent_alerts(self, last: int) -> list[Alert]:
+        """The newest stored alerts, oldest first. Blocking: its own read-only connection."""
+        if self.db_path is None:
+            return []
+        with Store(self.db_path, readonly=True) as store:
+            return [Alert(*row) for row in store.read_alerts(last)]  # type: ignore[arg-type]
+
     async def stop(self) -> None:
         if self.feed:
             await self.feed.stop()
@@ -131,6 +204,8 @@ class Runtime:
             await self.exchange.stop()
         if self.writer:
             self.writer.close()
+        if self.webhook:
+            self.webhook.close()
 
     def _make_feed(self, url: str) -> FeedConnection:
         f = self.config.feed
@@ -184,13 +259,19 @@ class Runtime:
             self._early.append(batch)
 
     async def _clock(self) -> None:
-        """Close bars by the feed's clock (its last event time plus elapsed wall time)."""
+        """Close bars by the feed's clock (its last event time plus elapsed wall time); feed the
+        alert engine its health samples every ``alerts.health_interval_s``."""
+        next_health = time.monotonic()
         while True:
             await asyncio.sleep(_CLOCK_PERIOD_S)
             st = self.feed.stats if self.feed else None
             if st and self.feed.connected.is_set() and st.last_event_ms and self.pipeline:
                 now = st.last_event_ms + (int(time.time() * 1000) - st.last_recv_wall_ms)
                 self.pipeline.emit(Clock(now))
+            if self.alerting is not None and time.monotonic() >= next_health:
+                next_health = time.monotonic() + self.config.alerts.health_interval_s
+                status = self.status()
+                self.alerting.on_health(int(time.time() * 1000), status.ticks_per_s, status.last_tick_age_s)
 
     # -- status --------------------------------------------------------------------------------
     def load_closes(self, symbols: list[str], timeframe: str, *, last: int | None = None) -> pd.DataFrame:

@@ -13,10 +13,11 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from quantpanel.alerts.engine import ALERT_COLUMNS
 from quantpanel.errors import StoreError
 from quantpanel.models import Bar, Tick
 
-__all__ = ["Store", "BAR_COLUMNS"]
+__all__ = ["Store", "BAR_COLUMNS", "ALERT_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ CREATE TABLE IF NOT EXISTS bars (
     PRIMARY KEY (symbol, timeframe, time)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,            -- the rule as JSON (quantpanel.alerts.rules.Rule)
+    deleted INTEGER NOT NULL DEFAULT 0  -- kept, so a config rule the user deleted stays deleted
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL, rule_id INTEGER NOT NULL, rule TEXT NOT NULL, metric TEXT NOT NULL,
+    subject TEXT NOT NULL, timeframe TEXT NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
+    condition TEXT NOT NULL
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 """
 
@@ -183,3 +196,47 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: rebuilding bars of {symbol} failed, old bars kept: {exc}") from None
         return len(rows)
+
+    # -- alert rules and the alert log ----------------------------------------------------------
+    def seed_rule(self, name: str, spec: str) -> None:
+        """Add a rule unless one of that name exists or existed (config rules seed once)."""
+        self._write("INSERT OR IGNORE INTO alert_rules (name, spec) VALUES (?, ?)", [(name, spec)])
+
+    def save_rule(self, name: str, spec: str, rule_id: int | None = None) -> int:
+        """Insert (``rule_id`` None) or update a rule; returns its id. Names are unique."""
+        try:
+            with self._db:
+                if rule_id is None:
+                    self._db.execute("DELETE FROM alert_rules WHERE name = ? AND deleted = 1", (name,))
+                    cur = self._db.execute("INSERT INTO alert_rules (name, spec) VALUES (?, ?)", (name, spec))
+                    return int(cur.lastrowid)
+                cur = self._db.execute("UPDATE alert_rules SET name = ?, spec = ? WHERE id = ? AND deleted = 0",
+                                       (name, spec, rule_id))
+                if cur.rowcount != 1:
+                    raise StoreError(f"{self.path}: no alert rule with id {rule_id}")
+                return rule_id
+        except sqlite3.IntegrityError:
+            raise StoreError(f"an alert rule named {name!r} already exists") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot save alert rule {name!r}: {exc}") from None
+
+    def delete_rule(self, rule_id: int) -> None:
+        self._write("UPDATE alert_rules SET deleted = 1 WHERE id = ?", [(rule_id,)])
+
+    def read_rules(self) -> list[tuple[int, str, str]]:
+        """(id, name, spec JSON) of the rules not deleted, oldest first."""
+        return self._db.execute(
+            "SELECT id, name, spec FROM alert_rules WHERE deleted = 0 ORDER BY id").fetchall()
+
+    def insert_alerts(self, rows: Iterable[Sequence[object]]) -> int:
+        """Rows in ALERT_COLUMNS order, one transaction."""
+        cols = ", ".join(ALERT_COLUMNS)
+        return self._write(f"INSERT INTO alerts ({cols}) VALUES ({', '.join('?' * len(ALERT_COLUMNS))})", rows)
+
+    def read_alerts(self, last: int | None = None) -> list[tuple[object, ...]]:
+        """The newest ``last`` alerts (all when None), oldest first, in ALERT_COLUMNS order."""
+        cols = ", ".join(ALERT_COLUMNS)
+        sql = f"SELECT {cols} FROM (SELECT * FROM alerts ORDER BY id DESC"
+        sql += " LIMIT ?)" if last is not None else ")"
+        rows = self._db.execute(sql + " ORDER BY id", (last,) if last is not None else ()).fetchall()
+        return rows

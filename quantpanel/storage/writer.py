@@ -23,6 +23,7 @@ class WriterStats:
     ticks_written: int = 0
     ticks_ignored: int = 0  # already stored (idempotent re-delivery)
     bars_written: int = 0
+    alerts_written: int = 0
     errors: int = 0
     last_error: str = ""
 
@@ -48,6 +49,11 @@ class StoreWriter:
     def put_bars(self, bars: tuple[Bar, ...] | list[Bar]) -> None:
         if bars:
             self._q.put(("bars", bars))
+
+    def put_alerts(self, rows: list[tuple[object, ...]]) -> None:
+        """Alert log rows in ``ALERT_COLUMNS`` order."""
+        if rows:
+            self._q.put(("alerts", rows))
 
     @property
     def backlog(self) -> int:
@@ -77,6 +83,7 @@ class StoreWriter:
                         break
                 ticks: list[Tick] = []
                 bars: list[Bar] = []
+                alerts: list[tuple[object, ...]] = []
                 waiters = []
                 stop = False
                 for it in items:
@@ -86,14 +93,22 @@ class StoreWriter:
                         waiters.append(it)
                     else:
                         kind, payload = it  # type: ignore[misc]
-                        (ticks if kind == "ticks" else bars).extend(payload)
+                        {"ticks": ticks, "bars": bars, "alerts": alerts}[kind].extend(payload)
                 self._write(store, ticks, bars)
+                if alerts:
+                    self._write_alerts(store, alerts)
                 for w in waiters:
                     w.set()
                 if stop:
                     return
         finally:
             store.close()
+
+    def _write_alerts(self, store: Store, rows: list[tuple[object, ...]]) -> None:
+        try:
+            self.stats.alerts_written += store.insert_alerts(rows)
+        except StoreError as exc:
+            self._failed(exc)
 
     def _write(self, store: Store, ticks: list[Tick], bars: list[Bar]) -> None:
         """Ticks and bars are written independently: a failed tick batch never costs the bars."""

@@ -1,0 +1,1 @@
+"""Outbound notifications of alerts (beyond the dashboard): the webhook."""
