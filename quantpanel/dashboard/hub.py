@@ -17,6 +17,8 @@ from typing import Generic, TypeVar
 
 import pandas as pd
 
+from quantpanel.alerts.engine import Alert
+from quantpanel.alerts.rules import Rule
 from quantpanel.analytics import HedgeResult
 from quantpanel.config import Config
 from quantpanel.models import Bar
@@ -82,6 +84,8 @@ class Hub:
     buffer_bars: int
     _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
     _pairs: dict[PairSpec, _Log[PairPoint]] = field(default_factory=dict)
+    _alerts: _Log[Alert] = field(default_factory=lambda: _Log(500))
+    rules_version: int = 0  # bumped on every rule change: sessions refresh their rules table
 
     def __post_init__(self) -> None:
         self.runtime.on_ready(self._attach)
@@ -98,6 +102,11 @@ class Hub:
         assert rt.pipeline is not None
         rt.pipeline.updates.sink(self.apply)
         rt.pipeline.pair_points.sink(self._apply_pairs)
+        if rt.alerting is not None:
+            self._alerts = _Log(self.config.alerts.log_rows)
+            self._alerts.extend(rt.recent_alerts(self.config.alerts.log_rows))
+            rt.alerting.alerts.sink(self._alerts.extend)
+            self.rules_version += 1
 
     def _get(self, key: tuple[str, str]) -> _Series:
         s = self._series.get(key)
@@ -164,6 +173,32 @@ class Hub:
     def pair_hedge(self, spec: PairSpec) -> HedgeResult | None:
         st = self.runtime.pipeline.pairs.state(spec) if self.runtime.pipeline else None
         return st.hedge if st else None
+
+    # -- alerts --------------------------------------------------------------------------------
+    def alerts_since(self, seq: int | None) -> Delta[Alert]:
+        """Alerts after ``seq``; on reset, the stored log's newest ``alerts.log_rows``."""
+        items, reset = self._alerts.since(seq)
+        return Delta(items, self._alerts.seq, reset)
+
+    def alerts(self) -> list[Alert]:
+        return list(self._alerts.items)
+
+    @property
+    def alerts_seq(self) -> int:
+        return self._alerts.seq
+
+    def rules(self) -> list[Rule]:
+        a = self.runtime.alerting
+        return sorted(a.rules.values(), key=lambda r: r.id or 0) if a else []
+
+    async def save_rule(self, rule: Rule) -> Rule:
+        saved = await self.runtime.save_rule(rule)
+        self.rules_version += 1
+        return saved
+
+    async def delete_rule(self, rule_id: int) -> None:
+        await self.runtime.delete_rule(rule_id)
+        self.rules_version += 1
 
     def status(self) -> Status:
         return self.runtime.status()

@@ -14,8 +14,10 @@ from panel.viewable import Viewer
 from quantpanel.analytics import PairReport, align, pair_report, price_stats
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.plots import (
+    alert_markers,
     betas,
     corr_curve,
+    markers_frame,
     pair_frame,
     spread_curve,
     thresholds,
@@ -74,9 +76,12 @@ class PairView(Viewer):
         self.buffer = hv.streams.Buffer(pair_frame([]), length=hub.buffer_bars, index=False)
         opts = {"responsive": True, "height": 220, "tools": ["hover"], "show_grid": True}
         zlines = hv.DynamicMap(thresholds, streams=[hv.streams.Params(self, ["entry", "exit"])])
+        self.markers = hv.streams.Pipe(data=markers_frame([]))
+        self._markers_key: tuple[object, ...] | None = None
         self._plots = pn.pane.HoloViews(
             (hv.DynamicMap(spread_curve, streams=[self.buffer]).opts(title="spread", **opts)
-             + (hv.DynamicMap(zscore_curve, streams=[self.buffer]) * zlines).opts(
+             + (hv.DynamicMap(zscore_curve, streams=[self.buffer]) * zlines
+                * hv.DynamicMap(alert_markers, streams=[self.markers])).opts(
                  title="rolling z-score", responsive=True, height=220)
              + hv.DynamicMap(corr_curve, streams=[self.buffer]).opts(
                  title="rolling correlation of log returns", **opts)
@@ -132,7 +137,18 @@ class PairView(Viewer):
         self._seq = d.seq
         if d.items or d.reset:
             self._update_cards()
+        self._update_markers()
         return len(d.items)
+
+    def _update_markers(self) -> None:
+        """z-score alerts of this pair and timeframe, as markers on the z chart."""
+        key = (self._hub.alerts_seq, self.a, self.b, self.timeframe)
+        if key == self._markers_key:
+            return
+        self._markers_key = key
+        subject = f"{self.a}/{self.b}"
+        self.markers.send(markers_frame([a for a in self._hub.alerts() if a.metric == "zscore"
+                                         and a.subject == subject and a.timeframe == self.timeframe]))
 
     def _update_cards(self) -> None:
         data = self.buffer.data

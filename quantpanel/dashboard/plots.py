@@ -22,7 +22,7 @@ hv.Store.set_current_backend("bokeh")
 
 __all__ = ["bars_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS", "pair_frame",
            "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas", "equity_frame",
-           "equity_curve", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "corr_heatmap"]
+           "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "corr_heatmap"]
 
 UP, DOWN = "#26a69a", "#ef5350"
 _SIDES = {"up": UP, "down": DOWN}
@@ -178,3 +178,17 @@ def corr_heatmap(data: pd.DataFrame) -> hv.Overlay:
     labels = hv.Labels(data.assign(text=data["corr"].map(lambda v: f"{v:.2f}" if v == v else "—")),
                        kdims=["b", "a"], vdims=["text"]).opts(text_font_size="10pt", text_color="#212121")
     return heat * labels
+
+
+def markers_frame(alerts: Sequence[object]) -> pd.DataFrame:
+    """Alerts as points (time, value, rule) for the chart of their metric."""
+    t = np.array([a.time for a in alerts], dtype="int64")
+    return pd.DataFrame({"time": pd.to_datetime(t, unit="ms").astype("datetime64[ns]"),
+                         "zscore": np.array([a.value for a in alerts], dtype="float64"),
+                         "rule": pd.Series([a.rule for a in alerts], dtype="str")})
+
+
+def alert_markers(data: pd.DataFrame) -> hv.Points:
+    """Alerts on the z-score chart: red triangles at the value that fired, rule on hover."""
+    return hv.Points(data, ["time", "zscore"], ["rule"]).opts(
+        color="#d50000", marker="triangle", size=11, tools=["hover"])

@@ -10,6 +10,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
+from quantpanel.dashboard.alerts_view import AlertsView
 from quantpanel.dashboard.correlation_view import CorrelationView
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.pair_view import PairView
@@ -157,6 +158,7 @@ class Dashboard(Viewer):
         self.pair = PairView(hub)
         self.strategy = StrategyView(hub, self.pair)
         self.correlation = CorrelationView(hub, self.select_pair)
+        self.alerts = AlertsView(hub)
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
@@ -165,7 +167,8 @@ class Dashboard(Viewer):
         self._pulls = 0
         self._sync_views()
         self.tabs = pn.Tabs(("Market", self._charts), ("Pair", self.pair), ("Backtest", self.strategy),
-                            ("Correlation", self.correlation), sizing_mode="stretch_width")
+                            ("Correlation", self.correlation), ("Alerts", self.alerts),
+                            sizing_mode="stretch_width")
         self._layout = pn.Column(self.banner, self.status, self.tabs, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -208,6 +211,7 @@ class Dashboard(Viewer):
         status = self._hub.status()
         self.banner.show(status)
         self.status.show(status)
+        self.alerts.pull()  # toasts in every tab
         # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
         # with a single update when it is shown.
         tab = self.tabs.active
