@@ -22,7 +22,6 @@ def replay_config(replay_config: Path) -> Path:
     cfg = yaml.safe_load(replay_config.read_text())
     cfg["replay"]["speed"] = 8
     cfg["windows"]["zscore"] = 20
-    cfg["alerts"] = {"rules": []}  # only the rule the test defines
     replay_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return replay_config
 
