@@ -170,7 +170,27 @@ def run_analytics_bench(*, scale: float = 1.0, runs: int = 3) -> dict[str, Any]:
         "sweep_bars": m,
         "scanner_20_symbols_s": _seconds(lambda: scan_pairs(closes), 1),
         "scanner_bars": len(closes),
+        **_alerts_bench(z[: int(100_000 * scale)], runs),
     }
+
+
+def _alerts_bench(z: Any, runs: int) -> dict[str, Any]:
+    """The alert engine's cost per rule evaluation: 20 rules (every operator, hysteresis,
+    persistence) over the simulated z-series, one sample per rule per bar."""
+    from quantpanel.alerts.engine import Sample, evaluate
+    from quantpanel.alerts.rules import Rule
+
+    ops = [("outside", {"reset": 1.0}), (">", {"for_bars": 3}), ("<", {}), ("crosses_above", {}),
+           ("crosses_below", {"cooldown_s": 60})]
+    rules = {i: Rule(id=i, name=f"r{i}", metric="zscore", pair=("A", "B"), op=op,
+                     threshold=(1.5 + i / 10) * (-1 if op in ("<", "crosses_below") else 1), **kw)
+             for i, (op, kw) in enumerate(ops * 4)}
+    samples = [Sample(i * 1000, float(v)) for i, v in enumerate(z)]
+    per_rule = {rid: samples for rid in rules}
+    secs = _seconds(lambda: evaluate(rules, {}, per_rule), runs)
+    _, alerts = evaluate(rules, {}, per_rule)
+    evals = len(rules) * len(samples)
+    return {"alert_evals": evals, "alert_eval_us": secs / evals * 1e6, "alerts_fired": len(alerts)}
 
 
 def run_bench(data: Path, *, passes: int = 4, runs: int = 3) -> dict[str, Any]:
@@ -251,6 +271,8 @@ def format_analytics(a: dict[str, Any]) -> str:
         f"  {'sweep 20x20, ' + format(a['sweep_bars'], ',') + ' bars':<36} {a['sweep_20x20_s']:>12.3f} s",
         f"  {'scanner, 20 symbols x ' + format(a['scanner_bars'], ',') + ' bars':<36} "
         f"{a['scanner_20_symbols_s']:>12.3f} s",
+        f"  {'alert engine, per rule evaluation':<36} {a['alert_eval_us']:>12.2f} µs "
+        f"({a['alert_evals']:,} evaluations, {a['alerts_fired']:,} alerts)",
     ])
 
 
