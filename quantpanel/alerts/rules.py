@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quantpanel.errors import QuantPanelError
-from quantpanel.models import TIMEFRAMES
 
 __all__ = ["Rule", "RuleError", "parse_rule", "PAIR_METRICS", "SYMBOL_METRICS", "FEED_METRICS",
            "METRICS", "OPERATORS"]

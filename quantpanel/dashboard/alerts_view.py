@@ -126,6 +126,12 @@ class AlertsView(Viewer):
             data["name"] = parse_rule({**data, "name": "unnamed"}).describe()
         return parse_rule(data)
 
+    def _require_selected(self) -> Rule:
+        r = self._selected()
+        if r is None:
+            raise QuantPanelError("select a rule in the table first")
+        return r
+
     def _selected(self) -> Rule | None:
         sel = self.rules_table.selection
         if not sel:
@@ -158,26 +164,19 @@ class AlertsView(Viewer):
 
     async def update_rule(self, _event: object = None) -> None:
         async def run() -> None:
-            r = self._selected()
-            if r is None:
-                raise QuantPanelError("select a rule in the table first")
+            r = self._require_selected()
             await self._hub.save_rule(self.form_rule(r.id, r.muted))
         await self._do(run())
 
     async def toggle_mute(self, _event: object = None) -> None:
         async def run() -> None:
-            r = self._selected()
-            if r is None:
-                raise QuantPanelError("select a rule in the table first")
+            r = self._require_selected()
             await self._hub.save_rule(r.model_copy(update={"muted": not r.muted}))
         await self._do(run())
 
     async def delete_rule(self, _event: object = None) -> None:
         async def run() -> None:
-            r = self._selected()
-            if r is None:
-                raise QuantPanelError("select a rule in the table first")
-            await self._hub.delete_rule(r.id)
+            await self._hub.delete_rule(self._require_selected().id)
         await self._do(run())
 
     def refresh_rules(self) -> None:

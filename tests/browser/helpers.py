@@ -181,6 +181,29 @@ SHADOW_TEXT_JS = """(e) => {
 }"""
 
 
+SOURCE_JS = """(cols) => {
+  if (!window.Bokeh || !Bokeh.documents) return null;
+  for (const d of Bokeh.documents)
+    for (const m of d._all_models.values()) {
+      if (m.type !== 'ColumnDataSource') continue;
+      const data = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
+      if (cols.every(c => data[c] !== undefined)) {
+        const out = {};
+        for (const [k, v] of Object.entries(data))
+          if (v && v.length !== undefined) out[k] = Array.from(v).map(x => (typeof x === 'number' && Number.isNaN(x)) ? null : x);
+        return out;
+      }
+    }
+  return null;
+}"""
+
+
+def source(page: Any, *cols: str) -> dict[str, list[Any]]:
+    """Columns of the first Bokeh data source that has all ``cols`` ({} while there is none);
+    NaN as None."""
+    return page.evaluate(SOURCE_JS, list(cols)) or {}
+
+
 def cds_rows(page: Any) -> dict[str, int]:
     return page.evaluate(CDS_ROWS_JS)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import ARTIFACTS, _sleeper, poll, wait_for_replay_banner
+from .helpers import ARTIFACTS, _sleeper, poll, source, wait_for_replay_banner
 
 pytestmark = pytest.mark.browser
 
@@ -81,12 +81,8 @@ def test_ui_rule_fires_toasts_and_logs_in_two_tabs_and_survives_a_reload(panel_a
 
         # markers: the Pair tab's z chart shows the pair's alerts
         one.get_by_text("Pair", exact=True).click()
-        poll(lambda: one.evaluate("""() => {
-              for (const d of Bokeh.documents) for (const m of d._all_models.values())
-                if (m.type === 'ColumnDataSource') {
-                  const data = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
-                  if (data.rule !== undefined) return data.rule.length; }
-              return 0; }"""), lambda n: n >= 1, 30, "alert markers on the z-score chart", wait=wait)
+        poll(lambda: len(source(one, "rule").get("rule", [])), lambda n: n >= 1, 30,
+             "alert markers on the z-score chart", wait=wait)
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for name, p in pages.items():

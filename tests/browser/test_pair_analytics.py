@@ -10,20 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import ARTIFACTS, _sleeper, poll, wait_for_replay_banner
+from .helpers import ARTIFACTS, _sleeper, poll, source, wait_for_replay_banner
 
 pytestmark = pytest.mark.browser
 
-SERIES_JS = """(col) => {
-  if (!window.Bokeh || !Bokeh.documents) return null;
-  for (const d of Bokeh.documents)
-    for (const m of d._all_models.values()) {
-      if (m.type !== 'ColumnDataSource') continue;
-      const v = m.data instanceof Map ? m.data.get(col) : m.data[col];
-      if (v !== undefined) return Array.from(v).map(x => (x === null || Number.isNaN(x)) ? null : x);
-    }
-  return null;
-}"""
+
 
 
 @pytest.fixture
@@ -36,7 +27,7 @@ def replay_config(replay_config: Path) -> Path:
 
 
 def series(page, col: str) -> list[float | None]:
-    return page.evaluate(SERIES_JS, col) or []
+    return source(page, col).get(col, [])
 
 
 def finite(values: list[float | None]) -> list[float]:

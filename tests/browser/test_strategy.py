@@ -15,25 +15,9 @@ import yaml
 
 from quantpanel.analytics.backtest import TRADE_COLUMNS
 
-from .helpers import ARTIFACTS, _sleeper, pane_text, poll, wait_for_replay_banner
+from .helpers import ARTIFACTS, _sleeper, pane_text, poll, source, wait_for_replay_banner
 
 pytestmark = pytest.mark.browser
-
-COLUMN_JS = """(cols) => {
-  if (!window.Bokeh || !Bokeh.documents) return null;
-  for (const d of Bokeh.documents)
-    for (const m of d._all_models.values()) {
-      if (m.type !== 'ColumnDataSource') continue;
-      const data = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
-      if (cols.every(c => data[c] !== undefined)) {
-        const out = {};
-        for (const [k, v] of Object.entries(data))
-          if (v && v.length !== undefined) out[k] = Array.from(v).map(x => (typeof x === 'number' && Number.isNaN(x)) ? null : x);
-        return out;
-      }
-    }
-  return null;
-}"""
 
 
 @pytest.fixture
@@ -45,11 +29,6 @@ def replay_config(replay_config: Path) -> Path:
     cfg["backtest"]["entry"] = 1.0
     replay_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return replay_config
-
-
-def source(page, *cols: str) -> dict[str, list]:
-    """Columns of the first data source that has all ``cols`` ({} while there is none)."""
-    return page.evaluate(COLUMN_JS, list(cols)) or {}
 
 
 def card(page, key: str) -> str:
