@@ -199,10 +199,21 @@ def _import(args: argparse.Namespace) -> int:
     from quantpanel.storage.importer import import_file
     from quantpanel.storage.store import Store
 
+    from quantpanel.storage.ohlc import is_ohlc_file, parse_ohlc_csv, read_file_bytes, store_ohlc
+
     cfg = _config(args, {"storage.db_path": args.db})
+    cap = int(cfg.storage.max_upload_mb * 2**20)
     with Store(cfg.storage.db_path) as store:
         touched: set[str] = set()
         for f in args.files:
+            if is_ohlc_file(Path(f)):  # an OHLC CSV: validated whole, then stored in one transaction
+                series = parse_ohlc_csv(read_file_bytes(Path(f), max_bytes=cap), name=f, symbol=args.symbol,
+                                        timeframe=args.timeframe, max_bytes=cap)
+                stored = store_ohlc(store, series)
+                print(json.dumps({"file": f, "kind": "ohlc", "stored": stored,
+                                  "series": [{"symbol": s.symbol, "timeframe": s.timeframe, "bars": len(s.frame)}
+                                             for s in series]}), flush=True)
+                continue
             res = import_file(store, Path(f), symbol=args.symbol)
             touched.update(res.symbols)
             print(json.dumps({"file": f, "read": res.read, "stored": res.stored,
@@ -416,12 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
     r.set_defaults(func=_record)
 
-    i = sub.add_parser("import", help="import aggTrades CSVs or WebSocket captures",
+    i = sub.add_parser("import", help="import aggTrades CSVs, WebSocket captures or OHLC CSVs",
                        description="Import data.binance.vision aggTrades CSV/zip files or "
-                                   "JSON-lines WebSocket captures; bars are rebuilt.")
+                                   "JSON-lines WebSocket captures (bars are rebuilt), or OHLC CSVs "
+                                   "(a time column and open/high/low/close; timeframe from the data).")
     i.add_argument("files", nargs="+", help="files to import")
     i.add_argument("--db", help="SQLite file (config storage.db_path)")
     i.add_argument("--symbol", help="symbol of a CSV whose name does not say it")
+    i.add_argument("--timeframe", help="OHLC CSV: the expected bar interval (checked against the data)")
     i.set_defaults(func=_import)
 
     b = sub.add_parser("bars", help="print or write bars as CSV",

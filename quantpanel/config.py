@@ -79,6 +79,7 @@ class StorageConfig(_Section):
 
     db_path: Path = Path("data/quantpanel.db")
     replay_db_path: Path = Path("data/replay.db")
+    max_upload_mb: float = Field(50.0, gt=0, le=2048)  # OHLC / aggTrades files uploaded or imported
 
 
 class ServerConfig(_Section):

@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS alert_rules (
     spec TEXT NOT NULL,            -- the rule as JSON (quantpanel.alerts.rules.Rule)
     deleted INTEGER NOT NULL DEFAULT 0  -- kept, so a config rule the user deleted stays deleted
 );
+CREATE TABLE IF NOT EXISTS ohlc_bars (  -- uploaded OHLC files (offline mode), apart from tick bars
+    symbol TEXT NOT NULL,
+    timeframe TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
+    volume REAL NOT NULL,
+    PRIMARY KEY (symbol, timeframe, time)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time INTEGER NOT NULL, rule_id INTEGER NOT NULL, rule TEXT NOT NULL, metric TEXT NOT NULL,
@@ -240,3 +248,29 @@ class Store:
         sql += " LIMIT ?)" if last is not None else ")"
         rows = self._db.execute(sql + " ORDER BY id", (last,) if last is not None else ()).fetchall()
         return rows
+
+    # -- uploaded OHLC bars --------------------------------------------------------------------
+    def insert_ohlc(self, series: Iterable[tuple[str, str, Iterable[Sequence[object]]]]) -> int:
+        """(symbol, timeframe, rows of time, open, high, low, close, volume) for several series,
+        all in one transaction; a bar already stored is replaced. Returns rows written."""
+        try:
+            with self._db:
+                before = self._db.total_changes
+                for symbol, timeframe, rows in series:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO ohlc_bars (symbol, timeframe, time, open, high, low, close, volume) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ((symbol, timeframe, *r) for r in rows))
+                return self._db.total_changes - before
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed, nothing of this file stored: {exc}") from None
+
+    def read_ohlc(self, symbol: str, timeframe: str) -> list[tuple[int, float, float, float, float, float]]:
+        return self._db.execute(
+            "SELECT time, open, high, low, close, volume FROM ohlc_bars WHERE symbol = ? AND timeframe = ? "
+            "ORDER BY time", (symbol, timeframe)).fetchall()
+
+    def ohlc_series(self) -> list[tuple[str, str, int, int, int]]:
+        """(symbol, timeframe, bars, first time, last time) of every uploaded series."""
+        return self._db.execute(
+            "SELECT symbol, timeframe, COUNT(*), MIN(time), MAX(time) FROM ohlc_bars "
+            "GROUP BY symbol, timeframe ORDER BY symbol, timeframe").fetchall()
