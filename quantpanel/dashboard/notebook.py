@@ -22,7 +22,6 @@ from quantpanel.analytics.correlation import correlation_matrix
 from quantpanel.config import Config, load_config
 from quantpanel.dashboard import plots
 from quantpanel.dashboard.hub import Hub
-from quantpanel.dashboard.views import SymbolView
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.history import load_bars
 from quantpanel.pipeline.runtime import Runtime
@@ -43,7 +42,7 @@ def bars(symbol: str, timeframe: str = "1m", *, db: str | None = None, start: in
 
 def candles(bars_df: pd.DataFrame, *, title: str = "") -> hv.Layout:
     """Candlesticks over volume, as on the Market tab."""
-    price = plots.candles(bars_df).opts(height=300, responsive=True, xaxis=None, title=title)
+    price = plots.candles(bars_df).opts(height=300, responsive=True, xaxis=None, title=title, ylabel="price")
     vol = plots.volume(bars_df).opts(height=140, responsive=True)
     return (price + vol).cols(1).opts(shared_axes=True)
 
@@ -99,6 +98,8 @@ def live(symbols: Sequence[str] | None = None, *, timeframe: str = "1s", source:
     ``source="replay"`` replays the bundled real recording through the local exchange, so it
     works offline; ``"live"`` connects to Binance.
     """
+    from quantpanel.dashboard.views import SymbolView  # views build on this module's charts
+
     global _LIVE
     cfg = config or load_config()
     if _LIVE is None:

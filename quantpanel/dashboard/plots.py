@@ -20,7 +20,7 @@ from quantpanel.models import Bar
 # Select Bokeh without hv.extension(), which would also emit notebook output on import.
 hv.Store.set_current_backend("bokeh")
 
-__all__ = ["bars_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS", "pair_frame",
+__all__ = ["bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS", "pair_frame",
            "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas", "equity_frame",
            "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "corr_heatmap"]
 
@@ -39,26 +39,22 @@ def bars_frame(bars: Sequence[Bar], tf_ms: int) -> pd.DataFrame:
     if not bars:
         return empty_bars_frame()
     t = np.array([b.time for b in bars], dtype="int64")
-    o = np.array([b.open for b in bars], dtype="float64")
-    c = np.array([b.close for b in bars], dtype="float64")
-    half = int(tf_ms * 0.4)
-    return pd.DataFrame({
+    return candle_frame(pd.DataFrame({
         "time": pd.to_datetime(t, unit="ms").astype("datetime64[ns]"),
-        "open": o,
-        "high": np.array([b.high for b in bars], dtype="float64"),
-        "low": np.array([b.low for b in bars], dtype="float64"),
-        "close": c,
-        "volume": np.array([b.volume for b in bars], dtype="float64"),
-        "trades": np.array([b.trades for b in bars], dtype="int64"),
-        "vwap": np.array([b.vwap for b in bars], dtype="float64"),
-        "buy_volume": np.array([b.buy_volume for b in bars], dtype="float64"),
-        "t0": pd.to_datetime(t - half, unit="ms").astype("datetime64[ns]"),
-        "t1": pd.to_datetime(t + half, unit="ms").astype("datetime64[ns]"),
-        "body_lo": np.minimum(o, c),
-        "body_hi": np.maximum(o, c),
-        "zero": np.zeros(len(bars)),
-        "side": pd.Series(np.where(c >= o, "up", "down"), dtype="str"),
-    })
+        **{f: np.array([getattr(b, f) for b in bars], dtype="int64" if f == "trades" else "float64")
+           for f in ("open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume")},
+    }), tf_ms)
+
+
+def candle_frame(df: pd.DataFrame, tf_ms: int) -> pd.DataFrame:
+    """Add the candle geometry (t0, t1, body_lo, body_hi, zero, side) to a frame with time (UTC
+    datetime) and open/high/low/close/volume: live bars and uploaded OHLC draw the same way."""
+    half = pd.to_timedelta(int(tf_ms * 0.4), unit="ms")
+    o, c = df["open"].to_numpy(dtype="float64"), df["close"].to_numpy(dtype="float64")
+    return df.assign(
+        t0=(df["time"] - half).astype("datetime64[ns]"), t1=(df["time"] + half).astype("datetime64[ns]"),
+        body_lo=np.minimum(o, c), body_hi=np.maximum(o, c), zero=np.zeros(len(df)),
+        side=pd.Series(np.where(c >= o, "up", "down"), dtype="str", index=df.index))
 
 
 def empty_bars_frame() -> pd.DataFrame:
@@ -184,11 +180,12 @@ def markers_frame(alerts: Sequence[object]) -> pd.DataFrame:
     """Alerts as points (time, value, rule) for the chart of their metric."""
     t = np.array([a.time for a in alerts], dtype="int64")
     return pd.DataFrame({"time": pd.to_datetime(t, unit="ms").astype("datetime64[ns]"),
-                         "zscore": np.array([a.value for a in alerts], dtype="float64"),
+                         "alert_value": np.array([a.value for a in alerts], dtype="float64"),
                          "rule": pd.Series([a.rule for a in alerts], dtype="str")})
 
 
 def alert_markers(data: pd.DataFrame) -> hv.Points:
     """Alerts on the z-score chart: red triangles at the value that fired, rule on hover."""
-    return hv.Points(data, ["time", "zscore"], ["rule"]).opts(
+    # its own column name: a chart's data sources stay told apart by their columns
+    return hv.Points(data, ["time", ("alert_value", "zscore")], ["rule"]).opts(
         color="#d50000", marker="triangle", size=11, tools=["hover"])

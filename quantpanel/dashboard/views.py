@@ -13,6 +13,7 @@ from panel.viewable import Viewer
 from quantpanel.dashboard.alerts_view import AlertsView
 from quantpanel.dashboard.correlation_view import CorrelationView
 from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.strategy_view import StrategyView
 from quantpanel.dashboard.plots import bars_frame, candles, empty_bars_frame, volume
@@ -159,6 +160,7 @@ class Dashboard(Viewer):
         self.strategy = StrategyView(hub, self.pair)
         self.correlation = CorrelationView(hub, self.select_pair)
         self.alerts = AlertsView(hub)
+        self.offline = OfflineView(hub)
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
@@ -168,6 +170,7 @@ class Dashboard(Viewer):
         self._sync_views()
         self.tabs = pn.Tabs(("Market", self._charts), ("Pair", self.pair), ("Backtest", self.strategy),
                             ("Correlation", self.correlation), ("Alerts", self.alerts),
+                            ("Offline", self.offline),
                             sizing_mode="stretch_width")
         self._layout = pn.Column(self.banner, self.status, self.tabs, sizing_mode="stretch_width")
 
@@ -222,5 +225,7 @@ class Dashboard(Viewer):
             self.pair.pull()
         elif tab == 3:
             self.correlation.pull()
+        elif tab == 5 and not self.offline.loaded:
+            pn.state.execute(self.offline.load)
         self._pulls += 1
         self.last_pull_s = time.perf_counter() - started

@@ -31,6 +31,7 @@ from quantpanel.pipeline.alerting import Alerting, rows
 from quantpanel.pipeline.bars import Clock
 from quantpanel.pipeline.graph import Pipeline
 from quantpanel.pipeline.history import load_closes, warm_start
+from quantpanel.storage.ohlc import OhlcSeries, store_ohlc
 from quantpanel.storage.store import Store
 from quantpanel.storage.writer import StoreWriter
 
@@ -284,6 +285,29 @@ class Runtime:
             raise StoreError("the runtime has not started yet: no database to read")
         with Store(self.db_path, readonly=True) as store:
             return load_closes(store, symbols, timeframe, last=last)
+
+    # -- uploaded OHLC (offline mode) ------------------------------------------------------------
+    def store_ohlc(self, series: list[OhlcSeries]) -> int:
+        """Store validated OHLC series in one transaction. Blocking: call from a worker thread."""
+        if self.db_path is None:
+            raise StoreError("the runtime has not started yet: no database to store into")
+        with Store(self.db_path) as store:
+            return store_ohlc(store, series)
+
+    def ohlc_series(self) -> list[tuple[str, str, int, int, int]]:
+        if self.db_path is None:
+            return []
+        with Store(self.db_path, readonly=True) as store:
+            return store.ohlc_series()
+
+    def read_ohlc(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        """Uploaded bars of one series: time (UTC), open, high, low, close, volume."""
+        assert self.db_path is not None
+        with Store(self.db_path, readonly=True) as store:
+            rows = store.read_ohlc(symbol, timeframe)
+        df = pd.DataFrame(rows, columns=["time", "open", "high", "low", "close", "volume"])
+        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ms").astype("datetime64[ns]")
+        return df
 
     def status(self) -> Status:
         now = time.monotonic()

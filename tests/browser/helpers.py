@@ -204,6 +204,23 @@ def source(page: Any, *cols: str) -> dict[str, list[Any]]:
     return page.evaluate(SOURCE_JS, list(cols)) or {}
 
 
+COLUMN_COUNTS_JS = """(col) => {
+  const out = [];
+  for (const d of Bokeh.documents) for (const m of d._all_models.values())
+    if (m.type === 'ColumnDataSource') {
+      const data = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
+      if (data[col] !== undefined)
+        out.push(Array.from(data[col]).filter(x => x !== null && !(typeof x === 'number' && Number.isNaN(x))).length);
+    }
+  return out;
+}"""
+
+
+def column_counts(page: Any, col: str) -> list[int]:
+    """Non-null values of ``col`` in every data source that has it (charts share column names)."""
+    return page.evaluate(COLUMN_COUNTS_JS, col)
+
+
 def cds_rows(page: Any) -> dict[str, int]:
     return page.evaluate(CDS_ROWS_JS)
 

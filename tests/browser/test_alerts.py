@@ -47,11 +47,11 @@ def test_ui_rule_fires_toasts_and_logs_in_two_tabs_and_survives_a_reload(panel_a
         assert rule_rows(one) == []
 
         # define the rule in tab one: the pair's z-score outside ±0.5, re-armed inside ±0.2
-        one.get_by_label("Rule name").fill(RULE)
+        one.get_by_label("Rule name", exact=True).fill(RULE)
         one.get_by_label("Threshold", exact=True).fill("0.5")
         one.get_by_label("Threshold", exact=True).press("Enter")
-        one.get_by_label("Re-arm at (blank = threshold)").fill("0.2")
-        one.get_by_label("Re-arm at (blank = threshold)").press("Enter")
+        one.get_by_label("Re-arm at (blank = threshold)", exact=True).fill("0.2")
+        one.get_by_label("Re-arm at (blank = threshold)", exact=True).press("Enter")
         one.get_by_role("button", name="Add rule").click()
         for p in (one, two):
             poll(lambda p=p: rule_rows(p), lambda rows: any(RULE in r and "outside [-0.5, 0.5]" in r for r in rows),

@@ -63,7 +63,7 @@ def test_pair_tab_updates_live_runs_tests_and_follows_the_window(panel_app, cont
 
     # a different window gives a different z-score series
     before = finite(series(page, "zscore"))
-    box = page.get_by_label("Window (bars)")
+    box = page.get_by_label("Window (bars)", exact=True)
     box.fill("40")
     box.press("Enter")
     after = poll(lambda: series(page, "zscore"), lambda v: v != [] and v[:39] == [None] * 39

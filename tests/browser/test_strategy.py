@@ -45,8 +45,8 @@ def test_backtest_sweep_export_and_live_correlation_from_the_ui(panel_app, conte
 
         # Pair tab: swap the legs, so the scanner's row click visibly changes them back
         page.get_by_text("Pair", exact=True).click()
-        page.get_by_label("Leg A (y)").select_option("ETHUSDT")
-        page.get_by_label("Leg B (x)").select_option("BTCUSDT")
+        page.get_by_label("Leg A (y)", exact=True).select_option("ETHUSDT")
+        page.get_by_label("Leg B (x)", exact=True).select_option("BTCUSDT")
         wait(15)  # ~100 one-second bars of replay at x8
 
         # Backtest: equity curve, cards, trades table
@@ -79,7 +79,7 @@ def test_backtest_sweep_export_and_live_correlation_from_the_ui(panel_app, conte
         # Sweep: a 4 x 3 heatmap; clicking a cell loads its thresholds and re-runs the backtest
         for label, value in (("Entry grid (start:stop:step)", "0.5:2:0.5"),
                              ("Exit grid (start:stop:step)", "0:0.5:0.25")):
-            box = page.get_by_label(label)
+            box = page.get_by_label(label, exact=True)
             box.fill(value)
             box.press("Enter")
         page.get_by_role("button", name="Run sweep").click()
@@ -92,7 +92,7 @@ def test_backtest_sweep_export_and_live_correlation_from_the_ui(panel_app, conte
         heat.scroll_into_view_if_needed()
         box = heat.bounding_box()
         page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.3)
-        entry_box, exit_box = page.get_by_label("Entry |z|").last, page.get_by_label("Exit |z|").last
+        entry_box, exit_box = page.get_by_label("Entry |z|", exact=True).last, page.get_by_label("Exit |z|", exact=True).last
 
         def shown() -> tuple[tuple[float, float], tuple[float, float] | None]:
             """(threshold inputs, thresholds of the backtest on show)."""
@@ -125,10 +125,10 @@ def test_backtest_sweep_export_and_live_correlation_from_the_ui(panel_app, conte
         assert "1 pairs" in poll(lambda: pane_text(page, "qp-scan-note"), lambda t: "pairs ·" in t, 15,
                                  "the scan summary", wait=wait)
         cell.click()
-        poll(lambda: page.get_by_label("Leg A (y)").input_value(), lambda v: v == "BTCUSDT", 15,
+        poll(lambda: page.get_by_label("Leg A (y)", exact=True).input_value(), lambda v: v == "BTCUSDT", 15,
              "the scanner's pair in the Pair tab", wait=wait)
-        assert page.get_by_label("Leg B (x)").input_value() == "ETHUSDT"
-        assert page.get_by_label("Leg A (y)").is_visible()
+        assert page.get_by_label("Leg B (x)", exact=True).input_value() == "ETHUSDT"
+        assert page.get_by_label("Leg A (y)", exact=True).is_visible()
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "strategy.png"), full_page=True)
