@@ -8,6 +8,7 @@ __all__ = [
     "FrameError",
     "ImportFileError",
     "StoreError",
+    "ReplayError",
     "AnalyticsInputError",
     "InsufficientDataError",
 ]
@@ -31,6 +32,10 @@ class ImportFileError(QuantPanelError):
 
 class StoreError(QuantPanelError):
     """The SQLite store cannot be opened or written (path, permissions, disk full)."""
+
+
+class ReplayError(QuantPanelError):
+    """A replay control cannot act: not replaying, nothing stored in the range, a bad range."""
 
 
 class AnalyticsInputError(QuantPanelError, ValueError):

@@ -15,6 +15,7 @@ from quantpanel.dashboard.correlation_view import CorrelationView
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
+from quantpanel.dashboard.replay_view import ReplayView, replay_clock
 from quantpanel.dashboard.strategy_view import StrategyView
 from quantpanel.dashboard.plots import bars_frame, candles, empty_bars_frame, volume
 from quantpanel.models import timeframe_ms
@@ -127,6 +128,7 @@ class StatusStrip(Viewer):
         colour = {"LIVE": "#2e7d32", "REPLAY": "#ef6c00"}.get(status.source, "#616161")
         age = "—" if status.last_tick_age_s is None else f"{status.last_tick_age_s:.1f} s"
         err = f" · <span style='color:#c62828'>{escape(status.error)}</span>" if status.error else ""
+        clock = f" · {replay_clock(status)}" if status.source == "REPLAY" else ""
         self._html.object = (
             f"<div style='font-family:monospace'>"
             f"<b style='color:{colour}' data-source='{status.source}'>{status.source}</b>"
@@ -134,7 +136,7 @@ class StatusStrip(Viewer):
             f" · <span class='qp-rate'>{status.ticks_per_s:,.0f}</span> ticks/s"
             f" · last tick <span class='qp-age'>{age}</span> ago"
             f" · {status.ticks:,} ticks · {status.malformed} malformed · {status.reconnects} reconnects"
-            f"{err}</div>"
+            f"{clock}{err}</div>"
         )
 
 
@@ -161,6 +163,7 @@ class Dashboard(Viewer):
         self.correlation = CorrelationView(hub, self.select_pair)
         self.alerts = AlertsView(hub)
         self.offline = OfflineView(hub)
+        self.replay = ReplayView(hub)
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
@@ -170,9 +173,10 @@ class Dashboard(Viewer):
         self._sync_views()
         self.tabs = pn.Tabs(("Market", self._charts), ("Pair", self.pair), ("Backtest", self.strategy),
                             ("Correlation", self.correlation), ("Alerts", self.alerts),
-                            ("Offline", self.offline),
+                            ("Offline", self.offline), ("Replay", self.replay),
                             sizing_mode="stretch_width")
-        self._layout = pn.Column(self.banner, self.status, self.tabs, sizing_mode="stretch_width")
+        self._layout = pn.Column(self.banner, self.status, self.replay.bar, self.tabs,
+                                 sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
@@ -214,6 +218,7 @@ class Dashboard(Viewer):
         status = self._hub.status()
         self.banner.show(status)
         self.status.show(status)
+        self.replay.pull(status)
         self.alerts.pull()  # toasts in every tab
         # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
         # with a single update when it is shown.
@@ -227,5 +232,7 @@ class Dashboard(Viewer):
             self.correlation.pull()
         elif tab == 5 and not self.offline.loaded:
             pn.state.execute(self.offline.load)
+        elif tab == 6 and not self.replay.loaded:
+            pn.state.execute(self.replay.load)
         self._pulls += 1
         self.last_pull_s = time.perf_counter() - started

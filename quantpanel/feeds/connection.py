@@ -80,6 +80,7 @@ class FeedConnection:
         self.batch_max = batch_max_ticks
         self.batch_interval = batch_interval_ms / 1000
         self.silence_timeout = silence_timeout_s
+        self.expect_silence = False
         self.connect_timeout = connect_timeout_s
         self.backoff_initial = backoff_initial_s
         self.backoff_max = backoff_max_s
@@ -198,7 +199,9 @@ class FeedConnection:
         """Close a connection that sent nothing for ``silence_timeout`` s, so run() reconnects."""
         while True:
             await asyncio.sleep(min(self.silence_timeout / 4, 1.0))
-            if time.monotonic() - self._last_frame > self.silence_timeout:
+            if self.expect_silence:  # the source is paused on purpose (a paused replay)
+                self._last_frame = time.monotonic()
+            elif time.monotonic() - self._last_frame > self.silence_timeout:
                 self.stats.watchdog_reconnects += 1
                 self._silent = True
                 log.warning("feed silent for %.1f s: reconnecting", self.silence_timeout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,6 +126,12 @@ class Exchange:
         self._someone = asyncio.Event()
         self._server: Server | None = None
         self._producer: asyncio.Task[None] | None = None
+        self._running = asyncio.Event()  # cleared while paused
+        self._running.set()
+        self._wake = asyncio.Event()  # a control changed something: re-plan the next send
+        self._request: tuple[str, object] | None = None  # a pending jump or new recording
+        self._replay_time: int | None = None
+        self._last_sent_ms: int | None = None  # shifted time of the last trade the timeline passed
 
     @property
     def url(self) -> str:
@@ -205,6 +212,49 @@ class Exchange:
             return orjson.dumps({"result": sorted(client.streams), "id": rid}).decode()
         return orjson.dumps({"error": {"code": 0, "msg": f"Unknown property {method!r}"}, "id": rid}).decode()
 
+    # -- replay controls (the dashboard's Replay panel) ------------------------------------------
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Stop the timeline where it is; nothing is skipped."""
+        self._running.clear()
+        self._wake.set()
+
+    def resume(self) -> None:
+        self._running.set()
+        self._wake.set()
+
+    def set_speed(self, speed: float) -> None:
+        """Change the speed factor from the next trade on (0 = as fast as possible)."""
+        if speed < 0:
+            raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
+        self.speed = speed
+        self._wake.set()
+
+    def jump(self, time_ms: int) -> None:
+        """Continue from the first trade at or after ``time_ms`` (the recording's own clock).
+
+        Forward or back, what follows is sent as a new pass: times continue after the last trade
+        sent and ids above every id sent, so a store or a bar builder never sees time run backwards
+        or an id twice.
+        """
+        self._request = ("jump", int(time_ms))
+        self._wake.set()
+
+    def load(self, recording: Recording) -> None:
+        """Replace the recording being replayed (continuing times and ids like a jump)."""
+        if not recording.trades:
+            raise ValueError(f"{recording.source}: nothing to replay")
+        self._request = ("load", recording)
+        self._wake.set()
+
+    @property
+    def replay_time_ms(self) -> int | None:
+        """The recording's own time of the last trade the timeline passed (None before the first)."""
+        return self._replay_time
+
     # -- the timeline --------------------------------------------------------------------------
     def pass_after(self, stored_max_ids: dict[str, int]) -> int:
         """The first pass whose ids are all above ``stored_max_ids`` (what a store already holds)."""
@@ -215,52 +265,97 @@ class Exchange:
                 k = max(k, (top - lo) // (hi - lo + 1) + 1)
         return k
 
-    def _passes(self, base_shift: int) -> Iterator[tuple[int, int, dict[str, int]]]:
-        """(pass, time shift, id shift per symbol), from ``first_pass`` on."""
-        span = self.recording.span_ms()
-        spans = self.recording.id_spans()
-        k = self.first_pass
-        while True:
-            yield k, base_shift + k * span, {s: k * (hi - lo + 1) for s, (lo, hi) in spans.items()}
-            k += 1
-            if not self.loop:
-                return
+    def _id_shift(self, k: int) -> dict[str, int]:
+        return {s: k * (hi - lo + 1) for s, (lo, hi) in self.recording.id_spans().items()}
+
+    async def _sleep_until(self, due: float, speed: float) -> bool:
+        """Sleep until ``due`` (monotonic); False when a control changed the plan first."""
+        self._wake.clear()
+        if self._request is not None or self.paused or self.speed != speed:
+            return False
+        delay = due - time.monotonic()
+        if delay <= 0:
+            return True
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except TimeoutError:
+            return True
+        return False
+
+    def _apply(self, request: tuple[str, object], k: int, dt: int, sent_ids: dict[str, int]) -> tuple[int, int, int]:
+        """A jump or a new recording: (pass, time shift, index) to continue from."""
+        kind, arg = request
+        if kind == "load":
+            self.recording = arg  # type: ignore[assignment]
+            k, target = self.pass_after(sent_ids), self.recording.trades[0].time
+        else:
+            k, target = max(k + 1, self.pass_after(sent_ids)), arg  # type: ignore[assignment]
+        trades = self.recording.trades
+        i = bisect_left(trades, target, key=lambda t: t.time)
+        i = min(i, len(trades) - 1)
+        if self._last_sent_ms is not None:  # continue 1 s after the last trade sent
+            dt = self._last_sent_ms + 1_000 - trades[i].time
+        return k, dt, i
 
     async def _produce(self) -> None:
-        trades = self.recording.trades
         chunk_max = 2_000
         await self._someone.wait()
-        span = self.recording.span_ms()
+        trades = self.recording.trades
+        k = self.first_pass
         start = self.start_at_ms
         if start is None and self.rebase_to_now:
             start = int(time.time() * 1000)
-        base = start - trades[0].time - self.first_pass * span if start is not None else 0
-        wall0 = time.monotonic()
-        first = trades[0].time + base + self.first_pass * span
-        for k, dt, da in self._passes(base):
-            self.stats.passes = k + 1 - self.first_pass
-            i, n = 0, len(trades)
+        dt = start - trades[0].time if start is not None else k * self.recording.span_ms()
+        i = 0
+        sent_ids: dict[str, int] = {}  # highest id sent per symbol (shifted)
+        while True:
+            trades, n, da = self.recording.trades, len(self.recording.trades), self._id_shift(k)
+            self.stats.passes += 1
+            # the timeline's anchor: trade time `ref` is due at `wall0`, at `speed`
+            wall0, ref, speed = time.monotonic(), trades[i].time, self.speed
             while i < n:
+                if self._request is not None:
+                    break
+                if not self._running.is_set():
+                    await self._running.wait()
+                    wall0, ref = time.monotonic(), trades[i].time
+                    continue
                 if self.pause_when_idle and not self._clients:
-                    paused = time.monotonic()
                     await self._someone.wait()
-                    wall0 += time.monotonic() - paused
-                if self.speed > 0:
-                    due = wall0 + (trades[i].time + dt - first) / 1000 / self.speed
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    now_rel = (time.monotonic() - wall0) * 1000 * self.speed + first - dt
+                    wall0, ref = time.monotonic(), trades[i].time
+                if self.speed != speed:
+                    wall0, ref, speed = time.monotonic(), trades[i].time, self.speed
+                if speed > 0:
+                    if not await self._sleep_until(wall0 + (trades[i].time - ref) / 1000 / speed, speed):
+                        continue
+                    now_rel = (time.monotonic() - wall0) * 1000 * speed + ref
                     j = i
                     while j < n and j - i < chunk_max and trades[j].time <= now_rel:
                         j += 1
                     j = max(j, i + 1)
                 else:
                     j = min(n, i + chunk_max)
-                i += await self._broadcast(trades[i:j], dt, da)
+                step = await self._broadcast(trades[i:j], dt, da)
+                for t in trades[i:i + step]:
+                    sent_ids[t.symbol] = t.agg_id + da[t.symbol]
+                if step:
+                    last = trades[i + step - 1]
+                    self._replay_time, self._last_sent_ms = last.time, last.time + dt
+                i += step
                 if self.speed == 0:
                     await asyncio.sleep(0)
-        self.done.set()
+            if self._request is None:  # played through
+                if self.loop:
+                    k, dt, i = k + 1, dt + self.recording.span_ms(), 0
+                    continue
+                self.done.set()
+                self._wake.clear()
+                while self._request is None:  # a jump or a new recording starts it again
+                    await self._wake.wait()
+                    self._wake.clear()
+            request, self._request = self._request, None
+            self.done.clear()
+            k, dt, i = self._apply(request, k, dt, sent_ids)
 
     async def _broadcast(self, chunk: tuple[RecordedTrade, ...], dt: int, da: dict[str, int]) -> int:
         """Send ``chunk`` to every client; returns how many trades the timeline advanced.

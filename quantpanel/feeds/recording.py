@@ -16,7 +16,7 @@ import logging
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,6 +32,7 @@ __all__ = [
     "read_capture",
     "read_agg_trades_csv",
     "load_recording",
+    "recording_from_ticks",
     "to_tick",
 ]
 
@@ -201,6 +202,15 @@ def read_agg_trades_csv(path: str | Path, symbol: str | None = None) -> Iterator
 def is_agg_trades_csv(path: Path) -> bool:
     name = path.name.lower()
     return ".csv" in name or (name.endswith(".zip") and "aggtrades" in name)
+
+
+def recording_from_ticks(ticks: Iterable[Tick], source: str) -> Recording:
+    """Stored ticks as a recording to replay. The store keeps no trade ids, so ``f = l = a``;
+    prices and quantities are the stored floats' shortest exact strings."""
+    trades = [RecordedTrade(t.symbol, t.time, t.agg_id, t.agg_id, t.agg_id, repr(t.price), repr(t.qty),
+                            t.buyer_maker, t.time) for t in ticks]
+    trades.sort(key=lambda t: (t.time, t.symbol, t.agg_id))
+    return Recording(tuple(trades), source, dict(Counter(t.symbol for t in trades)))
 
 
 def load_recording(path: str | Path) -> Recording:

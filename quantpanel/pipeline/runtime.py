@@ -21,10 +21,10 @@ import pandas as pd
 from quantpanel.alerts.engine import Alert
 from quantpanel.alerts.rules import Rule, RuleError, parse_rule
 from quantpanel.config import Config, alert_rules
-from quantpanel.errors import StoreError
+from quantpanel.errors import ReplayError, StoreError
 from quantpanel.feeds.connection import FeedConnection
 from quantpanel.feeds.exchange import Exchange
-from quantpanel.feeds.recording import load_recording
+from quantpanel.feeds.recording import load_recording, recording_from_ticks
 from quantpanel.models import Bar, TickBatch
 from quantpanel.notify.webhook import Webhook
 from quantpanel.pipeline.alerting import Alerting, rows
@@ -39,6 +39,7 @@ __all__ = ["Runtime", "Status"]
 
 log = logging.getLogger(__name__)
 _CLOCK_PERIOD_S = 0.25
+REPLAY_MAX_TICKS = 5_000_000  # a replay of stored ticks is held in memory (~150 B per trade)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Status:
     reconnects: int
     db_path: str
     error: str
+    replay_time_ms: int | None = None  # the replayed recording's own clock (REPLAY only)
+    paused: bool = False
+    speed: float = 1.0
 
 
 def _spec(rule: Rule) -> str:
@@ -79,6 +83,7 @@ class Runtime:
         self.alerting: Alerting | None = None
         self.webhook: Webhook | None = None
         self.started = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.error = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
@@ -95,6 +100,7 @@ class Runtime:
 
     async def start(self) -> None:
         cfg = self.config
+        self._loop = asyncio.get_running_loop()
         if self.mode in ("auto", "live") and await self._try_live():
             self.source_kind = "LIVE"
             db = cfg.storage.db_path
@@ -267,12 +273,75 @@ class Runtime:
             await asyncio.sleep(_CLOCK_PERIOD_S)
             st = self.feed.stats if self.feed else None
             if st and self.feed.connected.is_set() and st.last_event_ms and self.pipeline:
-                now = st.last_event_ms + (int(time.time() * 1000) - st.last_recv_wall_ms)
+                # a replay's clock runs at its speed, and stands still while it is paused
+                rate = 1.0 if self.exchange is None else 0.0 if self.exchange.paused else self.exchange.speed or 1.0
+                now = st.last_event_ms + int((int(time.time() * 1000) - st.last_recv_wall_ms) * rate)
                 self.pipeline.emit(Clock(now))
             if self.alerting is not None and time.monotonic() >= next_health:
                 next_health = time.monotonic() + self.config.alerts.health_interval_s
                 status = self.status()
                 self.alerting.on_health(int(time.time() * 1000), status.ticks_per_s, status.last_tick_age_s)
+
+    # -- replay controls (REPLAY only; they act on the one shared timeline) ---------------------------
+    def _replaying(self) -> Exchange:
+        if self.exchange is None:
+            raise ReplayError("replay controls need the replay source; this server is on the live feed")
+        return self.exchange
+
+    def pause_replay(self) -> None:
+        self._replaying().pause()
+        if self.feed:
+            self.feed.expect_silence = True
+
+    def resume_replay(self) -> None:
+        self._replaying().resume()
+        if self.feed:
+            self.feed.expect_silence = False
+
+    def set_replay_speed(self, speed: float) -> None:
+        self._replaying().set_speed(speed)
+
+    def jump_replay(self, time_ms: int) -> None:
+        """Continue the replay from ``time_ms`` on the recording's own clock."""
+        self._replaying().jump(time_ms)
+
+    def replay_range(self) -> tuple[int, int]:
+        """First and last trade time of what is being replayed (its own clock)."""
+        trades = self._replaying().recording.trades
+        return trades[0].time, trades[-1].time
+
+    def stored_spans(self) -> list[tuple[str, int, int, int]]:
+        """(symbol, first, last, ticks) stored in this run's database, for the symbols the feed
+        follows: what ``replay_stored`` can play. Blocking: call from a worker thread."""
+        if self.db_path is None:
+            return []
+        with Store(self.db_path, readonly=True) as store:
+            return [row for row in store.tick_spans() if row[0] in self.config.symbols]
+
+    def replay_stored(self, symbols: list[str], start_ms: int, end_ms: int) -> int:
+        """Replay the stored ticks of ``symbols`` with ``start_ms <= time <= end_ms`` through the
+        shared pipeline, continuing after what was replayed so far. Returns the number of ticks.
+        Blocking (reads the store): call from a worker thread; the exchange picks it up on its loop."""
+        ex = self._replaying()
+        assert self.db_path is not None
+        unknown = sorted(set(symbols) - set(self.config.symbols))
+        if not symbols or unknown:
+            raise ReplayError(f"replay: pick symbols the feed follows ({', '.join(self.config.symbols)})"
+                             + (f"; not followed: {', '.join(unknown)}" if unknown else ""))
+        if end_ms < start_ms:
+            raise ReplayError(f"replay: the range ends ({end_ms}) before it starts ({start_ms})")
+        with Store(self.db_path, readonly=True) as store:
+            n = sum(store.tick_count_between(s, start_ms, end_ms + 1) for s in symbols)
+            if n == 0:
+                raise ReplayError(f"replay: no stored ticks of {', '.join(symbols)} in that range")
+            if n > REPLAY_MAX_TICKS:
+                raise ReplayError(f"replay: {n:,} ticks in that range, more than {REPLAY_MAX_TICKS:,}: "
+                                 "pick a shorter range")
+            ticks = [t for s in symbols for t in store.iter_ticks(s, start_ms, end_ms + 1)]
+        recording = recording_from_ticks(ticks, f"stored ticks of {', '.join(symbols)} in {self.db_path}")
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(ex.load, recording)
+        return len(ticks)
 
     # -- status --------------------------------------------------------------------------------
     def load_closes(self, symbols: list[str], timeframe: str, *, last: int | None = None) -> pd.DataFrame:
@@ -331,4 +400,7 @@ class Runtime:
             reconnects=st.reconnects if st else 0,
             db_path=str(db),
             error=self.error or (st.last_error if st and st.state != "connected" else ""),
+            replay_time_ms=self.exchange.replay_time_ms if self.exchange else None,
+            paused=bool(self.exchange and self.exchange.paused),
+            speed=self.exchange.speed if self.exchange else 1.0,
         )

@@ -144,6 +144,11 @@ class Store:
             self._db.execute("SELECT COUNT(*) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()[0]
         )
 
+    def tick_count_between(self, symbol: str, start: int, end: int) -> int:
+        """Ticks of ``symbol`` with ``start <= time < end``."""
+        return int(self._db.execute("SELECT COUNT(*) FROM ticks WHERE symbol = ? AND time >= ? AND time < ?",
+                                    (symbol, start, end)).fetchone()[0])
+
     def max_agg_id(self, symbol: str) -> int:
         """Highest stored agg_id of ``symbol``, -1 when none."""
         row = self._db.execute("SELECT MAX(agg_id) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()
@@ -156,6 +161,11 @@ class Store:
 
     def symbols(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT symbol FROM ticks ORDER BY symbol")]
+
+    def tick_spans(self) -> list[tuple[str, int, int, int]]:
+        """(symbol, first time, last time, ticks) of every stored symbol: what can be replayed."""
+        return [(s, int(a), int(b), int(n)) for s, a, b, n in self._db.execute(
+            "SELECT symbol, MIN(time), MAX(time), COUNT(*) FROM ticks GROUP BY symbol ORDER BY symbol")]
 
     # -- bars ----------------------------------------------------------------------------------
     def upsert_bars(self, bars: Iterable[Bar]) -> int:
