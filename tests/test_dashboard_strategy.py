@@ -6,7 +6,6 @@ numbers the CLI prints.
 
 from __future__ import annotations
 
-import io
 import math
 from types import SimpleNamespace
 
@@ -76,8 +75,10 @@ async def test_backtest_panel_shows_the_stored_history_backtest_and_exports_its_
     assert len(eq) == len(y) and eq["equity"].iloc[-1] == pytest.approx(ref.total_pnl, abs=1e-12)
     assert (eq["drawdown"] <= 0).all() and -eq["drawdown"].min() == pytest.approx(ref.max_drawdown)
     assert len(view.trades_table.value) == ref.n_trades
-    assert not view.download.disabled and view.download.filename == "trades-ETHUSDT-BTCUSDT-1s-ols.csv"
-    csv = pd.read_csv(io.StringIO(view._trades_csv().read()))
+    assert [(b.disabled, b.filename) for b in view.downloads] == [
+        (False, "trades-ETHUSDT-BTCUSDT-1s-ols.csv"), (False, "trades-ETHUSDT-BTCUSDT-1s-ols.parquet")]
+    csv = pd.read_csv(view.downloads[0].callback())
+    assert pd.read_parquet(view.downloads[1].callback()).equals(view._trades.reset_index(drop=True))
     assert tuple(csv.columns) == TRADE_COLUMNS and len(csv) == ref.n_trades
     assert csv["pnl"].to_numpy() == pytest.approx([t.pnl for t in ref.trades], abs=1e-12)
     assert csv["entry_time"].iloc[0] == y.index[ref.trades[0].entry_index].strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -85,7 +86,7 @@ async def test_backtest_panel_shows_the_stored_history_backtest_and_exports_its_
     # the Kalman signal is a different strategy on the same bars
     view.beta_mode = "kalman"
     await view.run_backtest()
-    assert view.run.beta_mode == "kalman" and view.download.filename.endswith("-kalman.csv")
+    assert view.run.beta_mode == "kalman" and view.downloads[0].filename.endswith("-kalman.csv")
     _, _, ks = reference(db, entry=1.0, exit=0.0, mode="kalman")
     kref = backtest(y, x, ks.z, ks.beta, entry=1.0, exit=0.0, fee_bps=4.0, bars_per_year=365 * 86_400)
     assert view.result.n_trades == kref.n_trades and view.result.total_pnl == pytest.approx(kref.total_pnl)

@@ -7,7 +7,6 @@ a toast in that session.
 
 from __future__ import annotations
 
-import io
 import math
 from datetime import UTC, datetime
 
@@ -18,9 +17,9 @@ from panel.viewable import Viewer
 
 from quantpanel.alerts.engine import ALERT_COLUMNS, Alert
 from quantpanel.alerts.rules import FEED_METRICS, METRICS, OPERATORS, PAIR_METRICS, Rule, RuleError, parse_rule
+from quantpanel.dashboard.exports import downloads
 from quantpanel.dashboard.hub import Hub
 from quantpanel.errors import QuantPanelError
-from quantpanel.models import TIME_FORMAT
 
 __all__ = ["AlertsView", "alerts_frame"]
 
@@ -94,14 +93,13 @@ class AlertsView(Viewer):
         self.log_table = pn.widgets.Tabulator(alerts_frame([]), disabled=True, show_index=False,
                                               pagination="local", page_size=20, height=420,
                                               sizing_mode="stretch_width", css_classes=["qp-alert-log"])
-        self.download = pn.widgets.FileDownload(callback=self._log_csv, filename="alerts.csv",
-                                                label="Download alert log CSV", width=220, embed=False)
+        self.downloads = downloads(self.log_frame, "alerts", "alert log", css="qp-alerts-download")
         self._layout = pn.Column(
             pn.pane.Markdown("#### Rules — evaluated on every closed bar in the shared pipeline "
                              "(feed rules about once a second); stored, so they survive a restart"),
             pn.FlexBox(*form), pn.Row(self.add_button, self.update_button, self.mute_button, self.delete_button),
             self.error, self.rules_table,
-            pn.Row(pn.pane.Markdown("#### Alert log"), self.download),
+            pn.Row(pn.pane.Markdown("#### Alert log"), *self.downloads),
             self.log_table, sizing_mode="stretch_width", name="Alerts")
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -207,11 +205,9 @@ class AlertsView(Viewer):
             self.log_table.value = alerts_frame(self._log)
         return [] if d.reset else d.items
 
-    def _log_csv(self) -> io.StringIO:
-        buf = io.StringIO()
-        alerts_frame(self._log).iloc[::-1].to_csv(buf, index=False, date_format=TIME_FORMAT)
-        buf.seek(0)
-        return buf
+    def log_frame(self) -> pd.DataFrame:
+        """The alert log, oldest first (the table shows it newest first)."""
+        return alerts_frame(self._log).iloc[::-1]
 
 
 def _value(v: float) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import holoviews as hv
 import pandas as pd
 import panel as pn
 import param

@@ -12,8 +12,10 @@ import param
 from panel.viewable import Viewer
 
 from quantpanel.analytics import PairReport, align, pair_report, price_stats
+from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.plots import (
+    PAIR_FRAME_COLUMNS,
     alert_markers,
     betas,
     corr_curve,
@@ -99,13 +101,16 @@ class PairView(Viewer):
         self.verdict = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-verdict"])
         self.error = pn.pane.Alert("", alert_type="danger", visible=False)
         self.last_report: PairReport | None = None
+        self.downloads = downloads(self.series_export, "pair", "pair series", css="qp-pair-download")
+        self._name_downloads()
         controls = pn.Row(*(pn.widgets.Select.from_param(self.param[p], width=130) for p in ("a", "b", "timeframe")),
                           pn.widgets.IntInput.from_param(self.param.window, width=110),
                           pn.widgets.IntInput.from_param(self.param.lookback, width=150),
                           pn.widgets.FloatInput.from_param(self.param.entry, width=90, step=0.1),
                           pn.widgets.FloatInput.from_param(self.param.exit, width=90, step=0.1))
         self._layout = pn.Column(
-            controls, self.error, pn.Row(self.beta_card, self.r2_card, self.z_card), self._plots,
+            controls, self.error, pn.Row(self.beta_card, self.r2_card, self.z_card, *self.downloads),
+            self._plots,
             pn.pane.Markdown("#### Legs over the window"), self.stats,
             pn.Row(self.run_button, pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
             self.verdict, self.tests, sizing_mode="stretch_width", name="Pair")
@@ -122,6 +127,14 @@ class PairView(Viewer):
     @param.depends("a", "b", "timeframe", "window", "lookback", watch=True)
     def _on_spec(self) -> None:
         self._seq = None  # the next pull replaces the series with the new spec's
+        self._name_downloads()
+
+    def _name_downloads(self) -> None:
+        rename(self.downloads, f"pair-{self.a}-{self.b}-{self.timeframe}-w{self.window}")
+
+    def series_export(self) -> pd.DataFrame:
+        """The pair series the charts show: spread, z, correlation, OLS and Kalman betas."""
+        return self.buffer.data[list(PAIR_FRAME_COLUMNS)].reset_index(drop=True)
 
     def pull(self) -> int:
         """Catch up with the hub; returns the number of new points."""

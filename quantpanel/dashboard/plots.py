@@ -20,17 +20,15 @@ from quantpanel.models import Bar
 # Select Bokeh without hv.extension(), which would also emit notebook output on import.
 hv.Store.set_current_backend("bokeh")
 
-__all__ = ["bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume", "BAR_FRAME_COLUMNS", "pair_frame",
+__all__ = ["bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume", "BAR_COLUMNS", "BAR_FRAME_COLUMNS", "pair_frame",
            "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas", "equity_frame",
            "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "corr_heatmap"]
 
 UP, DOWN = "#26a69a", "#ef5350"
 _SIDES = {"up": UP, "down": DOWN}
 _TIME = hv.Dimension("t0", label="time (UTC)")
-BAR_FRAME_COLUMNS = (
-    "time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume",
-    "t0", "t1", "body_lo", "body_hi", "zero", "side",
-)
+BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume")
+BAR_FRAME_COLUMNS = (*BAR_COLUMNS, "t0", "t1", "body_lo", "body_hi", "zero", "side")  # + candle geometry
 _TIME_COLUMNS = ("time", "t0", "t1")
 
 

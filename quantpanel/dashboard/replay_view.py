@@ -38,20 +38,20 @@ class ReplayView(Viewer):
     def __init__(self, hub: Hub, **params: object) -> None:
         super().__init__(**params)
         self._hub = hub
-        self.pause = pn.widgets.Button(name="Pause", button_type="warning", width=110,
+        self.pause = pn.widgets.Button(label="Pause", color="warning", width=110,
                                        css_classes=["qp-replay-pause"])
         self.pause.on_click(self._toggle)
-        self.speed = pn.widgets.RadioButtonGroup(options=list(SPEEDS), value="×1", name="Speed",
+        self.speed = pn.widgets.RadioButtonGroup(options=list(SPEEDS), value="×1", label="Speed",
                                                  css_classes=["qp-replay-speed"])
         self.speed.param.watch(self._on_speed, "value")
-        self.jump_to = pn.widgets.DatetimeInput(name="Jump to (UTC, the recording's clock)", format=_FMT,
+        self.jump_to = pn.widgets.DatetimeInput(label="Jump to (UTC, the recording's clock)", format=_FMT,
                                                 width=240, css_classes=["qp-replay-jump-to"])
-        self.jump = pn.widgets.Button(name="Jump", width=90, css_classes=["qp-replay-jump"])
+        self.jump = pn.widgets.Button(label="Jump", width=90, css_classes=["qp-replay-jump"])
         self.jump.on_click(self._on_jump)
-        self.symbols = pn.widgets.MultiChoice(name="Stored symbols", options=[], width=320)
-        self.start = pn.widgets.DatetimeInput(name="From (UTC)", format=_FMT, width=220)
-        self.end = pn.widgets.DatetimeInput(name="To (UTC)", format=_FMT, width=220)
-        self.play = pn.widgets.Button(name="Replay this range", button_type="primary",
+        self.symbols = pn.widgets.MultiChoice(label="Stored symbols", options=[], width=320)
+        self.start = pn.widgets.DatetimeInput(label="From (UTC)", format=_FMT, width=220)
+        self.end = pn.widgets.DatetimeInput(label="To (UTC)", format=_FMT, width=220)
+        self.play = pn.widgets.Button(label="Replay this range", color="primary",
                                       css_classes=["qp-replay-play"])
         self.play.on_click(self._on_play)
         self.stored = pn.pane.Markdown("", css_classes=["qp-replay-stored"])
@@ -143,12 +143,12 @@ class ReplayView(Viewer):
             self.bar.visible = replaying
         if not replaying:
             return
-        name = "Resume" if status.paused else "Pause"
-        if self.pause.name != name:
-            self.pause.param.update(name=name, button_type="success" if status.paused else "warning")
-        label = next((k for k, v in SPEEDS.items() if v == status.speed), None)
-        if label and label != self.speed.value:
-            self.speed.value = label
+        label = "Resume" if status.paused else "Pause"
+        if self.pause.label != label:
+            self.pause.param.update(label=label, color="success" if status.paused else "warning")
+        speed = next((k for k, v in SPEEDS.items() if v == status.speed), None)
+        if speed and speed != self.speed.value:
+            self.speed.value = speed
 
 
 def replay_clock(status: Status) -> str:

@@ -9,7 +9,6 @@ and other sessions never wait for them.
 from __future__ import annotations
 
 import asyncio
-import io
 import math
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from quantpanel.analytics.backtest import (
     sweep,
     trades_frame,
 )
+from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.plots import (
@@ -40,7 +40,7 @@ from quantpanel.dashboard.plots import (
     sweep_heatmap,
 )
 from quantpanel.errors import QuantPanelError
-from quantpanel.models import TIME_FORMAT, timeframe_ms
+from quantpanel.models import timeframe_ms
 
 __all__ = ["StrategyView", "StrategyRun"]
 
@@ -125,9 +125,8 @@ class StrategyView(Viewer):
         self.trades_table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False,
                                                  pagination="local", page_size=15, height=420,
                                                  sizing_mode="stretch_width", css_classes=["qp-trades"])
-        self.download = pn.widgets.FileDownload(callback=self._trades_csv, filename="trades.csv",
-                                                label="Download trades CSV", color="default",
-                                                disabled=True, width=200, embed=False)
+        self.downloads = downloads(lambda: self._trades, "trades", "trades", css="qp-trades-download",
+                                   disabled=True)
         self.run_button = pn.widgets.Button(label="Run backtest", color="primary", width=150)
         self.run_button.on_click(self.run_backtest)
         self.sweep_button = pn.widgets.Button(label="Run sweep", color="primary", width=150)
@@ -151,7 +150,7 @@ class StrategyView(Viewer):
             self.sweep_button,
         )
         self._layout = pn.Column(
-            self.summary, controls, pn.Row(self.run_button, self.download, self.progress, self.message),
+            self.summary, controls, pn.Row(self.run_button, *self.downloads, self.progress, self.message),
             self.error, pn.Row(*self.cards.values()), self._equity_pane,
             pn.pane.Markdown("#### Trades"), self.trades_table,
             pn.pane.Markdown("#### Parameter sweep"), sweep_controls, self._heat_slot,
@@ -268,14 +267,9 @@ class StrategyView(Viewer):
         self.equity.send(equity_frame(inputs.times, result.equity))
         self._trades = trades_frame(result, inputs.times)
         self.trades_table.value = self._trades
-        self.download.filename = f"trades-{run.a}-{run.b}-{run.timeframe}-{run.beta_mode}.csv"
-        self.download.disabled = False
+        rename(self.downloads, f"trades-{run.a}-{run.b}-{run.timeframe}-{run.beta_mode}")
+        for button in self.downloads:
+            button.disabled = False
         self.message.object = (f"{len(inputs.times):,} bars · entry {result.entry:g} · exit "
                                f"{result.exit:g} · stop {result.stop if result.stop else 'none'} · "
                                f"{run.beta_mode} signal")
-
-    def _trades_csv(self) -> io.StringIO:
-        buf = io.StringIO()
-        self._trades.to_csv(buf, index=False, date_format=TIME_FORMAT)
-        buf.seek(0)
-        return buf

@@ -6,18 +6,20 @@ import time
 from html import escape
 
 import holoviews as hv
+import pandas as pd
 import panel as pn
 import param
 from panel.viewable import Viewer
 
 from quantpanel.dashboard.alerts_view import AlertsView
 from quantpanel.dashboard.correlation_view import CorrelationView
+from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.replay_view import ReplayView, replay_clock
 from quantpanel.dashboard.strategy_view import StrategyView
-from quantpanel.dashboard.plots import bars_frame, candles, empty_bars_frame, volume
+from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, candles, empty_bars_frame, volume
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.runtime import Status
 
@@ -158,6 +160,7 @@ class Dashboard(Viewer):
         self.status = StatusStrip()
         self._views: dict[str, SymbolView] = {}
         self._charts = pn.Column(sizing_mode="stretch_width")
+        self.bar_downloads = downloads(self.bars_export, "bars", "bars", css="qp-bars-download")
         self.pair = PairView(hub)
         self.strategy = StrategyView(hub, self.pair)
         self.correlation = CorrelationView(hub, self.select_pair)
@@ -171,7 +174,8 @@ class Dashboard(Viewer):
         self._callback = None
         self._pulls = 0
         self._sync_views()
-        self.tabs = pn.Tabs(("Market", self._charts), ("Pair", self.pair), ("Backtest", self.strategy),
+        market = pn.Column(pn.Row(*self.bar_downloads), self._charts, sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(("Market", market), ("Pair", self.pair), ("Backtest", self.strategy),
                             ("Correlation", self.correlation), ("Alerts", self.alerts),
                             ("Offline", self.offline), ("Replay", self.replay),
                             sizing_mode="stretch_width")
@@ -197,8 +201,16 @@ class Dashboard(Viewer):
             else:
                 view.timeframe = self.timeframe
         self._charts.objects = [self._views[s] for s in self.symbols]
+        rename(self.bar_downloads, f"bars-{'-'.join(self.symbols)}-{self.timeframe}")
         if self._callback is not None:
             self.pull()
+
+    def bars_export(self) -> pd.DataFrame:
+        """The closed bars the Market charts show, one symbol after another."""
+        frames = [v.buffer.data[list(BAR_COLUMNS)].assign(symbol=s) for s, v in self._views.items()]
+        if not frames:
+            return pd.DataFrame(columns=["symbol", *BAR_COLUMNS])
+        return pd.concat(frames, ignore_index=True)[["symbol", *BAR_COLUMNS]]
 
     def select_pair(self, a: str, b: str) -> None:
         """Open the pair ``a`` (y) / ``b`` (x) in the Pair tab (the scanner's row click)."""

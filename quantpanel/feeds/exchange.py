@@ -18,7 +18,6 @@ import asyncio
 import logging
 from bisect import bisect_left
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit

@@ -71,5 +71,5 @@ async def test_pull_toasts_only_new_alerts_and_logs_them(hub):
     hub.runtime.alerting.alerts.emit([alert])
     assert view.pull() == [alert] and view.toasts == 1
     assert list(view.log_table.value["rule"]) == ["r"]
-    csv = view._log_csv().read()
+    csv = view.downloads[0].callback().read()
     assert csv.splitlines()[0].startswith("time,rule_id,rule,metric") and "2023-11-14T22:13:20Z" in csv
