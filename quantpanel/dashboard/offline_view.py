@@ -47,6 +47,11 @@ class OfflineView(Viewer):
                                           sizing_mode="stretch_width", css_classes=["qp-uploads"])
         self.chart = pn.Column(sizing_mode="stretch_width", css_classes=["qp-upload-chart"])
         self.pair_chart = pn.Column(sizing_mode="stretch_width", css_classes=["qp-upload-pair"])
+        self.trades_upload = pn.widgets.FileInput(accept=".csv,.zip", multiple=False, css_classes=["qp-trades-upload"])
+        self.trades_upload.param.watch(self._on_trades_upload, ["value", "filename"])
+        self.trades_progress = pn.indicators.Progress(value=0, max=100, visible=False, width=300,
+                                                      css_classes=["qp-trades-progress"])
+        self.trades_message = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-trades-message"])
         self.uploads = 0
         self.loaded = False  # the stored series were listed (once the runtime has its database)
         self._layout = pn.Column(
@@ -60,7 +65,12 @@ class OfflineView(Viewer):
             pn.Row(pn.widgets.Select.from_param(self.param.leg_a, width=220),
                    pn.widgets.Select.from_param(self.param.leg_b, width=220),
                    pn.widgets.IntInput.from_param(self.param.window, width=140)),
-            self.pair_chart, sizing_mode="stretch_width", name="Offline")
+            self.pair_chart,
+            pn.pane.Markdown("#### Import trades — a data.binance.vision futures aggTrades file "
+                             "(`BTCUSDT-aggTrades-2024-08-08.zip` or `.csv`, header or not). The trades "
+                             "are stored (all or none) and can be replayed from the Replay tab."),
+            self.trades_upload, self.trades_progress, self.trades_message,
+            sizing_mode="stretch_width", name="Offline")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
@@ -108,6 +118,34 @@ class OfflineView(Viewer):
         self.ok.visible = True
         await self.load()
         self.series = f"{stored[-1][0]} {stored[-1][1]}"
+
+    async def _on_trades_upload(self, *events: object) -> None:
+        if self.trades_upload.filename:
+            await self.ingest_trades(self.trades_upload.filename, bytes(self.trades_upload.value or b""))
+
+    async def ingest_trades(self, name: str, data: bytes) -> None:
+        """Store an aggTrades file through the runtime, showing its progress as it goes."""
+        done = {"rows": 0, "total": 1}
+        self.trades_message.visible = False
+        self.trades_progress.param.update(value=0, visible=True)
+        task = asyncio.ensure_future(self._hub.runtime.import_trades(
+            name, data, lambda n, total: done.update(rows=n, total=total)))
+        while not task.done():
+            await asyncio.wait([task], timeout=0.2)
+            pct = min(99, int(100 * done["rows"] / done["total"]))
+            if pct != self.trades_progress.value:
+                self.trades_progress.value = pct
+        try:
+            res = task.result()
+        except QuantPanelError as exc:
+            self.trades_progress.visible = False
+            self.trades_message.param.update(object=f"**Not imported** — {exc}", alert_type="danger", visible=True)
+            return
+        self.trades_progress.value = 100
+        self.trades_message.param.update(
+            object=f"Imported {res.read:,} trades of {', '.join(sorted(res.symbols))} from {name}: "
+                   f"{res.stored:,} new, {res.read - res.stored:,} already stored",
+            alert_type="success", visible=True)
 
     @param.depends("series", watch=True)
     def _show_series(self) -> None:

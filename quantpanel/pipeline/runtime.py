@@ -11,10 +11,12 @@ import asyncio
 import atexit
 import json
 import logging
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -31,6 +33,7 @@ from quantpanel.pipeline.alerting import Alerting, rows
 from quantpanel.pipeline.bars import Clock
 from quantpanel.pipeline.graph import Pipeline
 from quantpanel.pipeline.history import load_closes, warm_start
+from quantpanel.storage.importer import ImportResult, import_file, unpack_agg_trades
 from quantpanel.storage.ohlc import OhlcSeries, store_ohlc
 from quantpanel.storage.store import Store
 from quantpanel.storage.writer import StoreWriter
@@ -354,6 +357,25 @@ class Runtime:
             raise StoreError("the runtime has not started yet: no database to read")
         with Store(self.db_path, readonly=True) as store:
             return load_closes(store, symbols, timeframe, last=last)
+
+    # -- uploaded trades (data.binance.vision aggTrades) -------------------------------------------
+    async def import_trades(self, name: str, data: bytes,
+                            progress: Callable[[int, int], None] | None = None) -> ImportResult:
+        """Store an uploaded aggTrades ``.csv`` / ``.zip``, all or nothing, through the writer thread
+        (live ticks wait in its queue meanwhile). ``progress(rows read, rows in the file)``."""
+        if self.writer is None:
+            raise StoreError("the runtime has not started yet: no database to store into")
+        cap = int(self.config.storage.max_upload_mb * 2**20)
+        csv_name, csv = await asyncio.to_thread(unpack_agg_trades, name, data, max_bytes=cap)
+        total = max(1, csv.count(b"\n") + (not csv.endswith(b"\n")))
+        with tempfile.TemporaryDirectory(prefix="quantpanel-import-") as tmp:
+            path = Path(tmp) / csv_name
+            await asyncio.to_thread(path.write_bytes, csv)
+            report = (lambda n: progress(n, total)) if progress else None
+            fut = self.writer.call(lambda store: import_file(store, path, progress=report))
+            result = await asyncio.wrap_future(fut)
+        assert isinstance(result, ImportResult)
+        return result
 
     # -- uploaded OHLC (offline mode) ------------------------------------------------------------
     def store_ohlc(self, series: list[OhlcSeries]) -> int:

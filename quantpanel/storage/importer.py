@@ -7,8 +7,10 @@ holds all of a file or none of it. Storing is idempotent, so re-importing never 
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +21,13 @@ from quantpanel.feeds.recording import (
     read_capture,
     to_tick,
 )
+from quantpanel.errors import ImportFileError
 from quantpanel.models import Tick
 from quantpanel.storage.store import Store
 
-__all__ = ["import_file", "ImportResult"]
+__all__ = ["import_file", "ImportResult", "unpack_agg_trades"]
+
+PROGRESS_EVERY = 10_000  # rows between progress callbacks
 
 
 @dataclass
@@ -34,8 +39,9 @@ class ImportResult:
     skipped: dict[str, int] = field(default_factory=dict)  # other events / malformed lines
 
 
-def import_file(store: Store, path: Path, *, symbol: str | None = None) -> ImportResult:
-    """Store the trades of one file, all or nothing."""
+def import_file(store: Store, path: Path, *, symbol: str | None = None,
+                progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Store the trades of one file, all or nothing; ``progress(rows read)`` every few thousand rows."""
     res = ImportResult(path)
     counts: Counter[str] = Counter()
     rows: Iterator[RecordedTrade] = (
@@ -46,8 +52,34 @@ def import_file(store: Store, path: Path, *, symbol: str | None = None) -> Impor
         for rec in rows:
             res.read += 1
             res.symbols.add(rec.symbol)
+            if progress is not None and res.read % PROGRESS_EVERY == 0:
+                progress(res.read)
             yield to_tick(rec)
 
     res.stored = store.insert_ticks(ticks())
     res.skipped = {k: v for k, v in counts.items() if k not in ("aggTrade", "trade")}
     return res
+
+
+def unpack_agg_trades(name: str, data: bytes, *, max_bytes: int) -> tuple[str, bytes]:
+    """An uploaded data.binance.vision aggTrades file (``.csv`` or a one-CSV ``.zip``) as
+    (CSV file name, CSV bytes); the size cap applies to the unpacked CSV."""
+    if not data:
+        raise ImportFileError(f"{name}: the file is empty")
+    if name.lower().endswith(".zip"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                members = [m for m in zf.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise ImportFileError(f"{name}: a zip must hold exactly one CSV, it holds {len(members)} files")
+                if members[0].file_size > max_bytes:
+                    raise ImportFileError(f"{name}: unpacked it is {members[0].file_size:,} bytes, more than "
+                                          f"the upload cap of {max_bytes:,} bytes")
+                return Path(members[0].filename).name, zf.read(members[0])
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise ImportFileError(f"{name}: not a readable zip file: {exc}") from None
+    if len(data) > max_bytes:
+        raise ImportFileError(f"{name}: {len(data):,} bytes is more than the upload cap of {max_bytes:,} bytes")
+    if ".csv" not in name.lower():
+        raise ImportFileError(f"{name}: expected a data.binance.vision aggTrades .csv or .zip")
+    return Path(name).name, data

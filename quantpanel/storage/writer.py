@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,16 @@ class StoreWriter:
         if rows:
             self._q.put(("alerts", rows))
 
+    def call(self, fn: Callable[[Store], object]) -> Future[object]:
+        """Run ``fn(store)`` on the writer's own connection, after what is queued before it.
+
+        Big writes (a file import) go through here: the live ticks queue behind them in memory
+        instead of contending for SQLite's write lock.
+        """
+        fut: Future[object] = Future()
+        self._q.put(("call", (fn, fut)))
+        return fut
+
     @property
     def backlog(self) -> int:
         return self._q.qsize()
@@ -84,6 +96,7 @@ class StoreWriter:
                 ticks: list[Tick] = []
                 bars: list[Bar] = []
                 alerts: list[tuple[object, ...]] = []
+                calls: list[tuple[Callable[[Store], object], Future[object]]] = []
                 waiters = []
                 stop = False
                 for it in items:
@@ -93,10 +106,19 @@ class StoreWriter:
                         waiters.append(it)
                     else:
                         kind, payload = it  # type: ignore[misc]
-                        {"ticks": ticks, "bars": bars, "alerts": alerts}[kind].extend(payload)
+                        if kind == "call":
+                            calls.append(payload)
+                        else:
+                            {"ticks": ticks, "bars": bars, "alerts": alerts}[kind].extend(payload)
                 self._write(store, ticks, bars)
                 if alerts:
                     self._write_alerts(store, alerts)
+                for fn, fut in calls:
+                    if fut.set_running_or_notify_cancel():
+                        try:
+                            fut.set_result(fn(store))
+                        except BaseException as exc:  # handed to the caller, who reports it
+                            fut.set_exception(exc)
                 for w in waiters:
                     w.set()
                 if stop:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.offline.cases import BAD, GOOD
+from tests.offline.cases import BAD, GOOD, agg_trades_csv, zipped
 
 from .helpers import ARTIFACTS, ROOT, _sleeper, column_counts, pane_text, poll, wait_for_replay_banner
 
@@ -71,4 +71,46 @@ def test_upload_good_and_bad_ohlc_files_through_the_ui(panel_app, context) -> No
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "offline.png"), full_page=True)
         (ARTIFACTS / "offline-server.log").write_text(server.output_tail(20_000))
+        raise
+
+
+def test_import_trades_with_progress_through_the_ui(panel_app, context, usdm_ticks) -> None:
+    server = panel_app()
+    page = context.new_page()
+    wait = _sleeper(page)
+    name = "ETHUSDT-aggTrades-2024-08-08"
+    # the real ETHUSDT trades under ids the replay never sends: all new to the store
+    eth = [t.__class__(t.symbol, t.time, t.agg_id + 10**9, t.price, t.qty, t.buyer_maker)
+           for t in usdm_ticks if t.symbol == "ETHUSDT"]
+    good = zipped(f"{name}.csv", agg_trades_csv(eth))
+    try:
+        page.goto(server.url, timeout=90_000)
+        wait_for_replay_banner(page)
+        page.get_by_text("Offline", exact=True).click()
+
+        def send(data: bytes, fname: str) -> None:
+            page.locator(".qp-trades-upload input[type=file]").set_input_files(
+                files=[{"name": fname, "mimeType": "application/zip", "buffer": data}])
+
+        send(good, f"{name}.zip")
+        msg = poll(lambda: pane_text(page, "qp-trades-message"), lambda t: "Imported" in t, 60,
+                   "the import's message", wait=wait)
+        assert f"Imported {len(eth):,} trades of ETHUSDT from {name}.zip: {len(eth):,} new" in msg
+        assert page.locator(".qp-trades-progress progress").get_attribute("value") == "100"
+
+        # a bad row: its line and column, and nothing of the file stored ...
+        lines = agg_trades_csv(eth[:3000]).decode().splitlines(keepends=True)
+        lines[2000] = lines[2000].replace(",", ",x", 2)
+        send(zipped(f"{name}.csv", "".join(lines).encode()), f"{name}.zip")
+        msg = poll(lambda: pane_text(page, "qp-trades-message"), lambda t: "Not imported" in t, 60,
+                   "the bad file's message", wait=wait)
+        assert f"{name}.csv:2001" in msg and "column" in msg
+        # ... and what was stored before is all still there: a re-import finds every trade stored
+        send(good, f"{name}.zip")
+        poll(lambda: pane_text(page, "qp-trades-message"),
+             lambda t: f"0 new, {len(eth):,} already stored" in t, 60, "the re-import's message", wait=wait)
+    except Exception:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "offline-trades.png"), full_page=True)
+        (ARTIFACTS / "offline-trades-server.log").write_text(server.output_tail(20_000))
         raise

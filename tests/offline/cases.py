@@ -38,3 +38,23 @@ BAD: list[tuple[str, bytes, tuple[str, ...]]] = [
      ("line 2", "column time", "not a time")),
     ("nosymbol-simulated.csv", (GOOD_HEADER + rows(3)).encode(), ("cannot tell the symbol",)),
 ]
+
+
+# -- data.binance.vision aggTrades files, built from the real recorded trades (values real) -------
+AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
+
+
+def agg_trades_csv(ticks: list, *, header: bool = True) -> bytes:
+    rows = "".join(f"{t.agg_id},{t.price},{t.qty},{t.agg_id},{t.agg_id},{t.time},"
+                   f"{'true' if t.buyer_maker else 'false'}\n" for t in ticks)
+    return ((AGG_HEADER if header else "") + rows).encode()
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, data)
+    return buf.getvalue()
