@@ -75,8 +75,11 @@ def _serve(args: argparse.Namespace) -> int:
         f"{h}:{cfg.server.port}" for h in ("localhost", "127.0.0.1", cfg.server.host)]
     print(f"quantpanel serving on http://{cfg.server.host}:{cfg.server.port} "
           f"(source {cfg.source})", flush=True)
+    # uploads travel base64-encoded in one websocket message: let the configured cap through
+    max_message = max(20 * 2**20, int(cfg.storage.max_upload_mb * 2**20 * 4 / 3) + 2**20)
     pn.serve(lambda: create_app(cfg), address=cfg.server.host, port=cfg.server.port,
-             websocket_origin=origins, show=False, title="quantpanel")
+             websocket_origin=origins, show=False, title="quantpanel",
+             websocket_max_message_size=max_message)
     return 0
 
 
