@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantpanel.config import Config, load_config
-from quantpanel.errors import QuantPanelError
+from quantpanel.errors import ConfigError, QuantPanelError
 from quantpanel.models import TIME_FORMAT
 
 if TYPE_CHECKING:
@@ -113,11 +113,18 @@ def _exchange(args: argparse.Namespace) -> int:
     data = Path(args.data) if args.data else cfg.replay.data
     recording = load_recording(data)
 
+    try:
+        faults = Faults(drop_every=args.drop_every, garbage_every=args.garbage_every,
+                        every=args.faults_every, kinds=tuple(k for k in args.fault_kinds.split(",") if k),
+                        seed=args.fault_seed, stall_s=args.stall_s, rest_fail_every=args.rest_fail_every)
+    except ValueError as exc:
+        raise ConfigError(f"--fault-kinds: {exc}") from None
+
     async def run() -> None:
         ex = Exchange(
             recording, speed=args.speed, loop=args.loop, rebase_to_now=args.rebase_to_now,
             host=args.host, port=args.port, pause_when_idle=not args.free_run,
-            faults=Faults(drop_every=args.drop_every, garbage_every=args.garbage_every),
+            faults=faults,
             sent_log=Path(args.sent_log) if args.sent_log else None,
         )
         await ex.start()
@@ -146,6 +153,7 @@ def _exchange(args: argparse.Namespace) -> int:
 async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
     """Headless ingest: feed -> pipeline (store + bars) for ``duration`` s or until a signal."""
     from quantpanel.feeds.connection import FeedConnection
+    from quantpanel.pipeline.backfilling import make_backfill
     from quantpanel.pipeline.graph import Pipeline
     from quantpanel.pipeline.history import warm_start
     from quantpanel.storage.store import Store
@@ -155,13 +163,16 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
     writer = StoreWriter(db)
     with Store(db) as store:
         warm = warm_start(store, cfg.symbols, cfg.timeframes, bars=0, grace_ms=cfg.bars.close_grace_ms)
+        last_ids = {s: store.max_agg_id(s) for s in cfg.symbols}
     writer.put_bars(warm.recovered)
     pipeline = Pipeline(warm.state, writer)
     f = cfg.feed
-    feed = FeedConnection(f.ws_url, cfg.symbols, pipeline.emit, batch_max_ticks=f.batch_max_ticks,
+    backfill = make_backfill(cfg, pipeline.emit, writer, last_ids)
+    feed = FeedConnection(f.ws_url, cfg.symbols, backfill.on_batch, batch_max_ticks=f.batch_max_ticks,
                           batch_interval_ms=f.batch_interval_ms, silence_timeout_s=f.silence_timeout_s,
                           connect_timeout_s=f.connect_timeout_s, backoff_initial_s=f.backoff_initial_s,
                           backoff_max_s=f.backoff_max_s)
+    feed.on_connect = backfill.probe
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -174,21 +185,27 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
         pass
     await feed.stop()
     await task
+    await backfill.drain(30)
     await asyncio.to_thread(writer.flush)
     writer.close()
-    st = feed.stats
+    st, bf = feed.stats, backfill.stats
     return {
         "db": str(db), "seconds": round(time.monotonic() - started, 3), "ticks_received": st.ticks,
         "ticks_stored": writer.stats.ticks_written, "duplicates_ignored": writer.stats.ticks_ignored,
         "bars_stored": writer.stats.bars_written, "frames": st.frames, "malformed": st.malformed,
         "other_events": dict(st.other_events), "connects": st.connects,
         "reconnects": st.reconnects, "store_errors": writer.stats.errors,
+        "gaps": bf.gaps, "trades_backfilled": bf.trades_filled, "gaps_unfilled": bf.gaps_unfilled,
+        "rest_requests": backfill.rest.stats.requests if backfill.rest else 0,
+        "rest_retries": backfill.rest.stats.retries if backfill.rest else 0,
+        "backfill_holds": bf.holds, "longest_hold_s": round(bf.longest_hold_s, 3),
+        "watchdog_reconnects": st.watchdog_reconnects,
     }
 
 
 def _record(args: argparse.Namespace) -> int:
     cfg = _config(args, {"symbols": _symbols(args.symbols), "storage.db_path": args.db,
-                         "feed.ws_url": args.ws_url})
+                         "feed.ws_url": args.ws_url, "feed.rest_url": args.rest_url})
     print(f"recording {','.join(cfg.symbols)} from {cfg.feed.ws_url} into {cfg.storage.db_path}",
           file=sys.stderr, flush=True)
     summary = asyncio.run(record(cfg, args.duration))
@@ -388,6 +405,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from quantpanel.feeds.exchange import FAULT_KINDS
+
     p = argparse.ArgumentParser(prog="quantpanel", description=__doc__.split("\n")[0])
     p.add_argument("--config", help="config file (default: $QUANTPANEL_CONFIG or ./config.yaml)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -417,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the timeline running while no client is connected")
     e.add_argument("--drop-every", type=int, default=0, help="close a connection every N frames")
     e.add_argument("--garbage-every", type=int, default=0, help="send a garbage frame every N frames")
+    e.add_argument("--faults-every", type=int, default=0,
+                   help="inject one fault of a random kind every N frames sent to a connection")
+    e.add_argument("--fault-kinds", default=",".join(FAULT_KINDS),
+                   help=f"comma-separated kinds to draw from ({','.join(FAULT_KINDS)})")
+    e.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+    e.add_argument("--stall-s", type=float, default=2.0, help="how long a stall keeps a connection silent")
+    e.add_argument("--rest-fail-every", type=int, default=0,
+                   help="answer every Nth REST request with 429 or 503, alternately")
     e.add_argument("--sent-log", help="append 'SYMBOL agg_id' of every frame sent to this file")
     e.add_argument("--exit-when-done", action="store_true", help="exit once the recording is played")
     e.add_argument("--linger", type=float, default=1.0, help="seconds to wait before exiting when done")
@@ -427,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--symbols", help="comma-separated symbols (config symbols)")
     r.add_argument("--db", help="SQLite file (config storage.db_path)")
     r.add_argument("--ws-url", help="Binance-compatible combined-stream URL (config feed.ws_url)")
+    r.add_argument("--rest-url", help="Binance-compatible REST base URL for gap backfill (config feed.rest_url)")
     r.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
     r.set_defaults(func=_record)
 

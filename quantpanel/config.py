@@ -42,6 +42,8 @@ class FeedConfig(_Section):
     silence_timeout_s: float = Field(30.0, gt=0, le=3_600)
     backoff_initial_s: float = Field(0.5, gt=0, le=60)
     backoff_max_s: float = Field(30.0, gt=0, le=600)
+    backfill_max_hold_s: float = Field(15.0, gt=0, le=600)  # hold the live stream this long for a gap
+    rest_weight_limit_1m: int = Field(2400, ge=20, le=1_000_000)  # the REST server's request-weight limit
 
     @field_validator("ws_url")
     @classmethod

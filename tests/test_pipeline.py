@@ -138,7 +138,7 @@ async def test_a_restarted_replay_continues_after_what_is_stored(tmp_path):
         try:
             assert rt.exchange.first_pass == run - 1
             await wait_for(lambda: rt.status().ticks == 35_389)
-            await wait_for(lambda: rt.pipeline.bar_state.duplicates == 0 and rt.writer.backlog == 0)
+            await wait_for(lambda: not rt.backfill.holding and rt.writer.backlog == 0)
             await asyncio.to_thread(rt.writer.flush, 30)
             assert rt.pipeline.bar_state.duplicates == 0
             assert rt.writer.stats.ticks_written == 35_389  # all new to the store

@@ -131,6 +131,10 @@ class StatusStrip(Viewer):
         age = "—" if status.last_tick_age_s is None else f"{status.last_tick_age_s:.1f} s"
         err = f" · <span style='color:#c62828'>{escape(status.error)}</span>" if status.error else ""
         clock = f" · {replay_clock(status)}" if status.source == "REPLAY" else ""
+        if status.gaps:
+            unfilled = f", <b>{status.gaps_unfilled} unfilled</b>" if status.gaps_unfilled else ""
+            clock += (f" · <span class='qp-gaps'>{status.gaps} gaps, {status.backfilled:,} trades "
+                      f"backfilled{unfilled}</span>")
         self._html.object = (
             f"<div style='font-family:monospace'>"
             f"<b style='color:{colour}' data-source='{status.source}'>{status.source}</b>"

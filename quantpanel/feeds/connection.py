@@ -81,6 +81,7 @@ class FeedConnection:
         self.batch_interval = batch_interval_ms / 1000
         self.silence_timeout = silence_timeout_s
         self.expect_silence = False
+        self.on_connect: Callable[[], object] | None = None  # after every (re)connect: the backfill's probe
         self.connect_timeout = connect_timeout_s
         self.backoff_initial = backoff_initial_s
         self.backoff_max = backoff_max_s
@@ -188,6 +189,9 @@ class FeedConnection:
             self.connected.set()
             log.info("feed connected to %s", url.split("?")[0])
             self._last_frame = time.monotonic()
+            if self.on_connect is not None:
+                self._flush()  # what arrived before stays ahead of the probe's trades
+                self.on_connect()
             watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
             try:
                 async for raw in ws:

@@ -18,13 +18,17 @@ import asyncio
 import logging
 from bisect import bisect_left
 import time
-from dataclasses import dataclass
+import random
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from quantpanel.feeds.binance_futures import agg_trade_stream
 from quantpanel.feeds.recording import RecordedTrade, Recording
@@ -41,12 +45,30 @@ _GARBAGE = (
 )
 
 
+FAULT_KINDS = ("drop", "close_error", "stall", "garbage", "truncated", "duplicate", "reorder", "delay",
+               "refuse")
+
+
 @dataclass(frozen=True)
 class Faults:
-    """Fault injection (the reliability issue extends this)."""
+    """Fault injection. ``every``: one fault after every N trade frames sent to a connection,
+    the kind drawn (seeded) from ``kinds``; ``rest_fail_every``: every Nth REST request answers
+    429 (with Retry-After) or 503, alternately."""
 
     drop_every: int = 0  # close a connection after every N trade frames sent to it
     garbage_every: int = 0  # send one garbage frame after every N trade frames
+    every: int = 0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    seed: int = 0
+    stall_s: float = 2.0  # a stalled connection stays open and silent this long (frames skipped)
+    delay_s: float = 0.3
+    refuse_s: float = 1.0  # new connections are refused (HTTP 503) this long
+    rest_fail_every: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
 
 
 @dataclass
@@ -55,7 +77,11 @@ class ExchangeStats:
     garbage_sent: int = 0
     drops: int = 0
     connections: int = 0
+    refused: int = 0
     passes: int = 0
+    rest_requests: int = 0
+    rest_failures: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -63,6 +89,20 @@ class _Client:
     ws: ServerConnection
     streams: set[str]
     sent: int = 0
+    stalled_until: float = 0.0
+    deferred: str | None = None  # a frame held back to be sent after the next one (reorder)
+    defer_next: bool = False
+
+
+@dataclass
+class _Pass:
+    """What one pass of the timeline released: REST serves exactly these trades."""
+
+    recording: Recording
+    dt: int
+    da: dict[str, int]
+    start: int  # trade index the pass started at
+    end: int  # trade index up to which the timeline has passed
 
 
 def render_agg_trade(t: RecordedTrade, dt: int, da: int) -> str:
@@ -131,17 +171,28 @@ class Exchange:
         self._request: tuple[str, object] | None = None  # a pending jump or new recording
         self._replay_time: int | None = None
         self._last_sent_ms: int | None = None  # shifted time of the last trade the timeline passed
+        self._served: list[_Pass] = []
+        self._by_symbol: dict[int, dict[str, tuple[list[int], list[int]]]] = {}
+        self._rng = random.Random(faults.seed)
+        self._refuse_until = 0.0
+        self._weight_minute, self._weight_used = 0, 0
 
     @property
     def url(self) -> str:
         """Base combined-stream URL (``.../stream``) to give the feed client."""
         return f"ws://{self.host}:{self.port}/stream"
 
+    @property
+    def rest_url(self) -> str:
+        """REST base URL (``/fapi/v1/aggTrades`` is served on the same port)."""
+        return f"http://{self.host}:{self.port}"
+
     async def start(self) -> None:
         # No permessage-deflate: on loopback compressing every frame was over half the replay's
         # CPU. Clients that offer it simply get uncompressed frames.
         self._server = await serve(self._handle, self.host, self.port, ping_interval=180,
-                                   ping_timeout=600, max_size=2**16, compression=None)
+                                   ping_timeout=600, max_size=2**16, compression=None,
+                                   process_request=self._http)
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         self._producer = asyncio.get_running_loop().create_task(self._produce())
         log.info("exchange listening on %s replaying %s", self.url, self.recording.source)
@@ -165,6 +216,69 @@ class Exchange:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # -- HTTP: REST and refused connections ----------------------------------------------------
+    def _http(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path)
+        if path.path.rstrip("/").endswith("/fapi/v1/aggTrades"):
+            return self._rest_agg_trades(parse_qs(path.query))
+        if time.monotonic() < self._refuse_until:
+            self.stats.refused += 1
+            return ws.respond(503, "Service Unavailable: injected refusal\n")
+        return None  # a WebSocket handshake
+
+    def _json(self, status: int, body: object, extra: dict[str, str] | None = None) -> Response:
+        data = orjson.dumps(body)
+        minute = int(time.time() // 60)  # Binance's weight window: the current UTC minute
+        if minute != self._weight_minute:
+            self._weight_minute, self._weight_used = minute, 0
+        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(data)),
+                           "X-MBX-USED-WEIGHT-1M": str(self._weight_used), **(extra or {})})
+        reason = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 503: "Service Unavailable"}[status]
+        return Response(status, reason, headers, data)
+
+    def _rest_agg_trades(self, q: dict[str, list[str]]) -> Response:
+        """``GET /fapi/v1/aggTrades?symbol=&fromId=&limit=``: what the timeline released, in
+        Binance's response format, ids and times as they were streamed."""
+        self.stats.rest_requests += 1
+        self._weight_used += 20  # the weight of /fapi/v1/aggTrades
+        n = self.faults.rest_fail_every
+        if n and self.stats.rest_requests % n == 0:
+            self.stats.rest_failures += 1
+            if (self.stats.rest_requests // n) % 2:
+                return self._json(429, {"code": -1003, "msg": "Too many requests (injected)."}, {"Retry-After": "1"})
+            return self._json(503, {"code": -1001, "msg": "Service unavailable (injected)."})
+        try:
+            symbol = q["symbol"][0].upper()
+            limit = min(int(q.get("limit", ["500"])[0]), 1000)
+            from_id = int(q["fromId"][0]) if "fromId" in q else None
+        except (KeyError, ValueError, IndexError):
+            return self._json(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."})
+        rows: list[dict[str, object]] = []
+        for ps in self._served if from_id is not None else []:
+            ids, idx = self._index(ps.recording).get(symbol, ([], []))
+            lo, hi = bisect_left(idx, ps.start), bisect_left(idx, ps.end)
+            da = ps.da.get(symbol, 0)
+            k = max(lo, bisect_left(ids, from_id - da, lo, hi))
+            for j in range(k, hi):
+                t = ps.recording.trades[idx[j]]
+                rows.append({"a": t.agg_id + da, "p": t.price, "q": t.qty, "f": t.first_id + da,
+                             "l": t.last_id + da, "T": t.time + ps.dt, "m": t.buyer_maker})
+                if len(rows) >= limit:
+                    return self._json(200, rows)
+        return self._json(200, rows)
+
+    def _index(self, recording: Recording) -> dict[str, tuple[list[int], list[int]]]:
+        """Per symbol: its ids and their trade indices, ascending (ids rise with time per symbol)."""
+        key = id(recording)
+        if key not in self._by_symbol:
+            out: dict[str, tuple[list[int], list[int]]] = {}
+            for i, t in enumerate(recording.trades):
+                ids, idx = out.setdefault(t.symbol, ([], []))
+                ids.append(t.agg_id)
+                idx.append(i)
+            self._by_symbol[key] = out
+        return self._by_symbol[key]
 
     # -- connections ---------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
@@ -310,6 +424,8 @@ class Exchange:
         while True:
             trades, n, da = self.recording.trades, len(self.recording.trades), self._id_shift(k)
             self.stats.passes += 1
+            served = _Pass(self.recording, dt, da, i, i)
+            self._served.append(served)
             # the timeline's anchor: trade time `ref` is due at `wall0`, at `speed`
             wall0, ref, speed = time.monotonic(), trades[i].time, self.speed
             while i < n:
@@ -337,6 +453,7 @@ class Exchange:
                 step = await self._broadcast(trades[i:j], dt, da)
                 for t in trades[i:i + step]:
                     sent_ids[t.symbol] = t.agg_id + da[t.symbol]
+                served.end = i + step
                 if step:
                     last = trades[i + step - 1]
                     self._replay_time, self._last_sent_ms = last.time, last.time + dt
@@ -356,6 +473,36 @@ class Exchange:
             self.done.clear()
             k, dt, i = self._apply(request, k, dt, sent_ids)
 
+    async def _inject(self, client: _Client, frame: str) -> bool:
+        """One fault of a random kind on ``client``; False when the connection is gone."""
+        kind = self._rng.choice(self.faults.kinds)
+        self.stats.faults[kind] += 1
+        ws = client.ws
+        if kind in ("drop", "close_error", "refuse"):
+            self.stats.drops += 1
+            self._clients.pop(ws, None)
+            if kind == "refuse":
+                self._refuse_until = time.monotonic() + self.faults.refuse_s
+            if kind == "close_error":  # Binance closes with a policy-violation code and a reason
+                await ws.close(1008, "Policy Violation: injected")
+            else:
+                await ws.close(1001, "injected drop")
+            return False
+        if kind == "stall":
+            client.stalled_until = time.monotonic() + self.faults.stall_s
+        elif kind == "garbage":
+            await ws.send(_GARBAGE[self.stats.garbage_sent % len(_GARBAGE)])
+            self.stats.garbage_sent += 1
+        elif kind == "truncated":
+            await ws.send(frame[: len(frame) // 2])
+        elif kind == "duplicate":
+            await ws.send(frame)
+        elif kind == "reorder":
+            client.defer_next = True
+        elif kind == "delay":
+            await asyncio.sleep(self.faults.delay_s)
+        return True
+
     async def _broadcast(self, chunk: tuple[RecordedTrade, ...], dt: int, da: dict[str, int]) -> int:
         """Send ``chunk`` to every client; returns how many trades the timeline advanced.
 
@@ -372,7 +519,18 @@ class Exchange:
                     if stream not in client.streams:
                         k += 1
                         continue
-                    await client.ws.send(frame)
+                    if client.stalled_until:  # open and silent: what is due meanwhile is lost
+                        if time.monotonic() < client.stalled_until:
+                            k += 1
+                            continue
+                        client.stalled_until = 0.0
+                    if client.defer_next:
+                        client.defer_next, client.deferred = False, frame
+                    else:
+                        await client.ws.send(frame)
+                        if client.deferred is not None:
+                            deferred, client.deferred = client.deferred, None
+                            await client.ws.send(deferred)
                     k += 1
                     client.sent += 1
                     self.stats.frames_sent += 1
@@ -386,6 +544,8 @@ class Exchange:
                         self.stats.drops += 1
                         self._clients.pop(client.ws, None)
                         await client.ws.close(1001, "injected drop")
+                        break
+                    if f.every and client.sent % f.every == 0 and not await self._inject(client, frame):
                         break
             except ConnectionClosed:
                 self._clients.pop(client.ws, None)

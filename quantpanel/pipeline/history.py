@@ -7,15 +7,15 @@ after its last closed bar (a crash, an import) is rebuilt from the ticks by the 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from quantpanel.models import Bar, timeframe_ms
-from quantpanel.pipeline.bars import BarState, SeriesState, build_bars, initial_state
+from quantpanel.pipeline.bars import BarState, Clock, SeriesState, build_bars, initial_state, step
 from quantpanel.storage.store import Store
 
-__all__ = ["load_bars", "load_closes", "warm_start", "rebuild_bars", "WarmStart"]
+__all__ = ["load_bars", "load_closes", "warm_start", "rebuild_bars", "rebuild_bars_since", "WarmStart"]
 
 
 def _series_bars(
@@ -108,3 +108,25 @@ def rebuild_bars(store: Store, symbol: str, timeframes: Iterable[str]) -> int:
     """Recompute a symbol's cached bars from all its ticks (after an import). Returns bars stored."""
     bars, _ = build_bars(store.iter_ticks(symbol), timeframes, include_forming=False)
     return store.replace_bars(symbol, bars)
+
+
+def rebuild_bars_since(store: Store, symbol: str, timeframes: Iterable[str], since_ms: int,
+                       grace_ms: int = 250) -> int:
+    """Recompute the cached bars of ``symbol`` from the one holding ``since_ms`` up to the newest
+    cached bar, from the stored ticks (after a late backfill). Returns bars rewritten."""
+    written = 0
+    for tf in timeframes:
+        tf_ms = timeframe_ms(tf)
+        start = since_ms // tf_ms * tf_ms
+        newest = store.read_bars(symbol, tf, start, None, last=1)
+        if not newest:
+            continue  # nothing closed at or after it yet: the live builder will close it
+        end = newest[-1].time + tf_ms
+        prev = store.read_bars(symbol, tf, None, start, last=1)
+        state = initial_state([tf], grace_ms=grace_ms, last_bars=prev)
+        state = replace(state, last_agg_id={})
+        bars, state = build_bars(store.iter_ticks(symbol, start, end), [tf], state=state, include_forming=False)
+        state, upd = step(state, Clock(end + grace_ms))  # close the last bars up to the newest cached one
+        bars = [b for b in [*bars, *upd.closed] if start <= b.time < end]
+        written += store.upsert_bars(bars)
+    return written

@@ -29,7 +29,9 @@ from quantpanel.feeds.exchange import Exchange
 from quantpanel.feeds.recording import load_recording, recording_from_ticks
 from quantpanel.models import Bar, TickBatch
 from quantpanel.notify.webhook import Webhook
+from quantpanel.feeds.backfill import Backfill
 from quantpanel.pipeline.alerting import Alerting, rows
+from quantpanel.pipeline.backfilling import make_backfill
 from quantpanel.pipeline.bars import Clock
 from quantpanel.pipeline.graph import Pipeline
 from quantpanel.pipeline.history import load_closes, warm_start
@@ -63,6 +65,9 @@ class Status:
     replay_time_ms: int | None = None  # the replayed recording's own clock (REPLAY only)
     paused: bool = False
     speed: float = 1.0
+    gaps: int = 0  # id gaps seen by the backfill
+    backfilled: int = 0  # trades it fetched over REST
+    gaps_unfilled: int = 0
 
 
 def _spec(rule: Rule) -> str:
@@ -92,6 +97,7 @@ class Runtime:
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._on_ready: list[Callable[[Runtime], None]] = []
         self._early: list[TickBatch] = []  # batches that arrived before the pipeline existed
+        self.backfill: Backfill | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def on_ready(self, callback: Callable[[Runtime], None]) -> None:
@@ -127,12 +133,19 @@ class Runtime:
         self.history = warm.history
         self.pipeline = Pipeline(warm.state, self.writer)
         self._start_alerting(warm.history)
+        with Store(db) as store:
+            last_ids = {s: store.max_agg_id(s) for s in cfg.symbols}
+        self.backfill = make_backfill(cfg, self.pipeline.emit, self.writer, last_ids,
+                                      rest_url=self.exchange.rest_url if self.exchange else None)
         early, self._early = self._early, []
         for batch in early:
-            self.pipeline.emit(batch)
+            self.backfill.on_batch(batch)
         if self.feed is None:
             self.feed = self._make_feed(self.exchange.url if self.exchange else cfg.feed.ws_url)
         self.feed.on_batch = self._on_batch
+        self.feed.on_connect = self.backfill.probe
+        if self.feed.connected.is_set():  # connected before the store was known: probe now
+            self.backfill.probe()
         loop = asyncio.get_running_loop()
         if not any(t.get_name() == "feed" for t in self._tasks):
             self._tasks.append(loop.create_task(self.feed.run(), name="feed"))
@@ -206,6 +219,8 @@ class Runtime:
     async def stop(self) -> None:
         if self.feed:
             await self.feed.stop()
+        if self.backfill:
+            await self.backfill.drain(10)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -263,8 +278,8 @@ class Runtime:
     # -- ingest --------------------------------------------------------------------------------
     def _on_batch(self, batch: TickBatch) -> None:
         self._rate.append((time.monotonic(), len(batch.ticks)))
-        if self.pipeline is not None:
-            self.pipeline.emit(batch)
+        if self.backfill is not None:  # in id order, gaps filled, into the pipeline
+            self.backfill.on_batch(batch)
         else:  # the live connection opened before warm-up finished: keep, don't drop
             self._early.append(batch)
 
@@ -275,7 +290,8 @@ class Runtime:
         while True:
             await asyncio.sleep(_CLOCK_PERIOD_S)
             st = self.feed.stats if self.feed else None
-            if st and self.feed.connected.is_set() and st.last_event_ms and self.pipeline:
+            holding = self.backfill is not None and self.backfill.holding  # a gap's trades come first
+            if st and self.feed.connected.is_set() and st.last_event_ms and self.pipeline and not holding:
                 # a replay's clock runs at its speed, and stands still while it is paused
                 rate = 1.0 if self.exchange is None else 0.0 if self.exchange.paused else self.exchange.speed or 1.0
                 now = st.last_event_ms + int((int(time.time() * 1000) - st.last_recv_wall_ms) * rate)
@@ -425,4 +441,7 @@ class Runtime:
             replay_time_ms=self.exchange.replay_time_ms if self.exchange else None,
             paused=bool(self.exchange and self.exchange.paused),
             speed=self.exchange.speed if self.exchange else 1.0,
+            gaps=self.backfill.stats.gaps if self.backfill else 0,
+            backfilled=self.backfill.stats.trades_filled if self.backfill else 0,
+            gaps_unfilled=self.backfill.stats.gaps_unfilled if self.backfill else 0,
         )

@@ -1,0 +1,207 @@
+"""Zero tick loss between the feed and the pipeline: sequence ids, fill gaps over REST.
+
+Ticks pass in id order per symbol (duplicates and out-of-order repeats dropped). When an id jumps
+(a lost frame, a reconnect, a restart), the live stream is held while the missing trades are
+fetched from ``/fapi/v1/aggTrades`` and put back exactly where they belong, so the pipeline sees
+every trade once, in order, and builds the bars a fault-free run would have. A gap that takes
+longer than ``max_hold_s`` releases the held stream; what arrives later is stored and the stored
+bars from its time on are rebuilt (``on_filled``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from quantpanel.errors import FrameError
+from quantpanel.feeds.gaps import Gap, Sequencer
+from quantpanel.feeds.rest import RestClient
+from quantpanel.models import Tick, TickBatch
+
+__all__ = ["Backfill", "BackfillStats"]
+
+log = logging.getLogger(__name__)
+_CHUNK = 5_000
+_OPEN_END = 2**62  # a probe's gap: everything after the last id
+
+
+@dataclass
+class BackfillStats:
+    gaps: int = 0
+    trades_filled: int = 0
+    gaps_unfilled: int = 0  # REST failed or timed out: reported, the store keeps the hole
+    trades_late: int = 0  # filled after the held stream was released: stored, bars rebuilt
+    holds: int = 0
+    longest_hold_s: float = 0.0
+    last_error: str = ""
+
+
+class Backfill:
+    """``on_batch`` takes the feed's batches; ``emit`` gets them in order, gaps filled."""
+
+    def __init__(self, rest: RestClient | None, emit: Callable[[TickBatch], object], *,
+                 last_ids: Mapping[str, int] | None = None, max_hold_s: float = 15.0,
+                 store_late: Callable[[list[Tick]], object] | None = None,
+                 on_filled: Callable[[str, int], object] | None = None) -> None:
+        self.rest = rest
+        self.emit = emit
+        self.store_late = store_late
+        self.on_filled = on_filled
+        self.max_hold_s = max_hold_s
+        self.sequencer = Sequencer(last_ids)
+        self.stats = BackfillStats()
+        self._held: list[list[Tick] | Gap] = []
+        self._pending: deque[Gap] = deque()
+        self._filled: dict[Gap, list[Tick]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._meta = (0, 0)  # received_ms, event_ms of the newest batch
+
+    @property
+    def holding(self) -> bool:
+        """The live stream is held for a backfill (the bar clock must wait too)."""
+        return bool(self._held)
+
+    def on_batch(self, batch: TickBatch) -> None:
+        ticks, gaps = self.sequencer.admit(batch.ticks)
+        self._meta = (batch.received_ms, batch.event_ms)
+        pos = 0
+        for idx, gap in gaps:
+            self._pass(ticks[pos:idx])
+            if self.rest is None:  # nothing to fill from: report it, go on
+                self.stats.gaps += 1
+                self.stats.gaps_unfilled += 1
+                log.warning("gap in %s ids %d..%d (%d trades): no REST URL to fill it",
+                            gap.symbol, gap.first, gap.last, gap.size)
+            else:
+                self._start_hold(gap)
+            pos = idx
+        self._pass(ticks[pos:])
+
+    def probe(self) -> None:
+        """On every (re)connect and at start-up: fetch what was traded since the last id of each
+        symbol, without waiting for a live tick to reveal the hole (the tail of an outage)."""
+        if self.rest is None:
+            return
+        for sym, last in sorted(self.sequencer.last.items()):
+            self._start_hold(Gap(sym, last + 1, _OPEN_END, 0))
+
+    def _pass(self, ticks: list[Tick]) -> None:
+        if not ticks:
+            return
+        if self._held:
+            self._held.append(ticks)
+        else:
+            self.emit(TickBatch(tuple(ticks), *self._meta))
+
+    def _start_hold(self, gap: Gap) -> None:
+        self.stats.gaps += 1
+        log.info("gap in %s ids %d..%d (%d trades): filling it over REST", gap.symbol, gap.first,
+                 gap.last, gap.size)
+        if not self._held:
+            self.stats.holds += 1
+            self._hold_started = time.monotonic()
+        self._held.append(gap)
+        self._pending.append(gap)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="backfill")
+
+    async def _run(self) -> None:
+        while self._pending:
+            gap = self._pending.popleft()
+            budget = self.max_hold_s - (time.monotonic() - self._hold_started) if self._held else None
+            try:
+                if budget is not None and budget <= 0:
+                    raise TimeoutError
+                ticks = await asyncio.wait_for(self._fetch(gap), budget)
+            except TimeoutError:
+                if self._held:  # keep the live stream moving; finish this gap in the background
+                    log.warning("backfill of %s %d..%d exceeds %.0f s: releasing the live stream",
+                                gap.symbol, gap.first, gap.last, self.max_hold_s)
+                    self._pending.appendleft(gap)
+                    self._release()
+                    continue
+                ticks = None
+            except (ConnectionError, FrameError) as exc:
+                ticks = None
+                self.stats.last_error = str(exc)
+            if ticks is None:
+                self.stats.gaps_unfilled += 1
+                log.error("gap in %s ids %d..%d not filled: %s", gap.symbol, gap.first, gap.last,
+                          self.stats.last_error or "timeout")
+                ticks = []
+            self.stats.trades_filled += len(ticks)
+            if gap in self._held:
+                self._filled[gap] = ticks
+            elif ticks:  # the stream went on without it: store, then rebuild the bars it touches
+                self.stats.trades_late += len(ticks)
+                if self.store_late:
+                    self.store_late(ticks)
+                if self.on_filled:
+                    self.on_filled(gap.symbol, ticks[0].time)
+        self._release()
+
+    async def _fetch(self, gap: Gap) -> list[Tick]:
+        assert self.rest is not None
+        out: list[Tick] = []
+        nxt = gap.first
+        while nxt <= (last := self._upper(gap)):
+            page = await self.rest.agg_trades(gap.symbol, nxt, min(1000, last - nxt + 1))
+            full = len(page) >= min(1000, last - nxt + 1)
+            page = [t for t in page if nxt <= t.agg_id <= last]
+            if not page:  # the server has nothing more in the range (ids it never had)
+                break
+            out.extend(page)
+            nxt = page[-1].agg_id + 1
+            if last == _OPEN_END and not full:  # a probe caught up with the server
+                break
+        if out:  # live ticks at or below these ids are repeats from now on
+            seq = self.sequencer.last
+            seq[gap.symbol] = max(seq.get(gap.symbol, -1), out[-1].agg_id)
+        return out
+
+    def _upper(self, gap: Gap) -> int:
+        """A gap's last id; a probe's ends below the first live tick held since (the stream took
+        over from there)."""
+        if gap.last != _OPEN_END:
+            return gap.last
+        after = self._held[self._held.index(gap) + 1:] if gap in self._held else []
+        for item in after:
+            if isinstance(item, list):
+                for t in item:
+                    if t.symbol == gap.symbol:
+                        return t.agg_id - 1
+        return _OPEN_END
+
+    def _release(self) -> None:
+        """Emit the held stream with every filled gap back in its place."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        self.stats.longest_hold_s = max(self.stats.longest_hold_s, time.monotonic() - self._hold_started)
+        out: list[Tick] = []
+        top: dict[str, int] = {}  # a probe's trades and held live ticks may overlap: ids must rise
+        for item in held:
+            for t in self._filled.pop(item, ()) if isinstance(item, Gap) else item:
+                if t.agg_id > top.get(t.symbol, -1):
+                    top[t.symbol] = t.agg_id
+                    out.append(t)
+        for i in range(0, len(out), _CHUNK):
+            self.emit(TickBatch(tuple(out[i:i + _CHUNK]), *self._meta))
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for pending gaps, then release whatever is still held."""
+        if self._task is not None and not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                log.warning("backfill still running after %.0f s at shutdown", timeout)
+        self._release()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,107 @@
+"""Binance USD-M REST ``GET /fapi/v1/aggTrades``, for backfilling gaps: paging by ``fromId``,
+weight-aware (``X-MBX-USED-WEIGHT-1M``), honouring 429/418 ``Retry-After``, retrying 5xx and
+network errors with capped exponential backoff. The base URL is config, so the local exchange (or
+any Binance-compatible server) answers in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+import orjson
+
+from quantpanel.errors import FrameError
+from quantpanel.models import Tick
+
+__all__ = ["RestClient", "RestStats", "AGG_TRADES_WEIGHT", "parse_agg_trades"]
+
+log = logging.getLogger(__name__)
+AGG_TRADES_WEIGHT = 20  # Binance's request weight of /fapi/v1/aggTrades
+WEIGHT_LIMIT_1M = 2400  # Binance's default REQUEST_WEIGHT limit per minute
+
+
+@dataclass
+class RestStats:
+    requests: int = 0
+    trades: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429/418 answers, and waits for the weight budget
+    used_weight: int = 0  # the server's X-MBX-USED-WEIGHT-1M after the last request
+    last_error: str = ""
+
+
+def parse_agg_trades(symbol: str, body: bytes) -> list[Tick]:
+    """A ``/fapi/v1/aggTrades`` response body as ticks; FrameError names what is wrong."""
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"aggTrades response is not JSON: {exc}") from None
+    if not isinstance(rows, list):
+        raise FrameError(f"aggTrades response is not a list: {body[:200]!r}")
+    try:
+        return [Tick(symbol, int(r["T"]), int(r["a"]), float(r["p"]), float(r["q"]), bool(r["m"]))
+                for r in rows]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FrameError(f"aggTrades response row without a valid {exc}") from None
+
+
+class RestClient:
+    """Blocking HTTP in a worker thread (a few requests per gap); async API for the event loop."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0, retries: int = 5,
+                 backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
+                 weight_limit_1m: int = WEIGHT_LIMIT_1M) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout_s
+        self.retries = retries
+        self.backoff_initial, self.backoff_max = backoff_initial_s, backoff_max_s
+        self.weight_budget = weight_limit_1m * 4 // 5  # leave a fifth for anything else on the IP
+        self.stats = RestStats()
+
+    async def agg_trades(self, symbol: str, from_id: int, limit: int = 1000) -> list[Tick]:
+        """Up to ``limit`` (≤ 1000) trades of ``symbol`` with ``a >= from_id``, oldest first."""
+        query = urllib.parse.urlencode({"symbol": symbol, "fromId": from_id, "limit": min(limit, 1000)})
+        url = f"{self.base_url}/fapi/v1/aggTrades?{query}"
+        delay = self.backoff_initial
+        for attempt in range(self.retries + 1):
+            if self.stats.used_weight + AGG_TRADES_WEIGHT > self.weight_budget:
+                self.stats.throttled += 1
+                wait = 60.0 - time.time() % 60 + 0.1  # the weight window resets each minute
+                log.warning("REST weight %d near the limit: waiting %.1f s", self.stats.used_weight, wait)
+                await asyncio.sleep(wait)
+                self.stats.used_weight = 0
+            try:
+                status, headers, body = await asyncio.to_thread(self._get, url)
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                status, headers, body = 0, {}, str(exc).encode()
+            self.stats.requests += 1
+            if "x-mbx-used-weight-1m" in headers:
+                self.stats.used_weight = int(headers["x-mbx-used-weight-1m"])
+            if status == 200:
+                ticks = parse_agg_trades(symbol, body)
+                self.stats.trades += len(ticks)
+                return ticks
+            self.stats.last_error = f"GET {url}: {status or 'network error'} {body[:200].decode(errors='replace')}"
+            if status in (429, 418):
+                self.stats.throttled += 1
+                delay = max(delay, float(headers.get("retry-after", delay)))
+            elif status and status < 500:
+                raise ConnectionError(self.stats.last_error)  # a request error: retrying won't help
+            if attempt < self.retries:
+                self.stats.retries += 1
+                log.warning("%s; retry in %.2f s", self.stats.last_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+        raise ConnectionError(f"{self.stats.last_error} (after {self.retries} retries)")
+
+    def _get(self, url: str) -> tuple[int, dict[str, str], bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as resp:
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, {k.lower(): v for k, v in (exc.headers or {}).items()}, exc.read()
