@@ -308,6 +308,8 @@ def load_config(
             text = cfg_path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{cfg_path}: cannot read config file: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{cfg_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
