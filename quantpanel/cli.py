@@ -171,7 +171,8 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
     feed = FeedConnection(f.ws_url, cfg.symbols, backfill.on_batch, batch_max_ticks=f.batch_max_ticks,
                           batch_interval_ms=f.batch_interval_ms, silence_timeout_s=f.silence_timeout_s,
                           connect_timeout_s=f.connect_timeout_s, backoff_initial_s=f.backoff_initial_s,
-                          backoff_max_s=f.backoff_max_s)
+                          backoff_max_s=f.backoff_max_s,
+                          max_connection_age_s=f.max_connection_age_s)
     feed.on_connect = backfill.probe
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -44,6 +44,7 @@ class FeedConfig(_Section):
     backoff_max_s: float = Field(30.0, gt=0, le=600)
     backfill_max_hold_s: float = Field(15.0, gt=0, le=600)  # hold the live stream this long for a gap
     rest_weight_limit_1m: int = Field(2400, ge=20, le=1_000_000)  # the REST server's request-weight limit
+    max_connection_age_s: float = Field(84_600.0, ge=0, le=86_400)  # roll over before Binance's 24 h cut
 
     @field_validator("ws_url")
     @classmethod

@@ -41,6 +41,7 @@ class FeedStats:
     url: str = ""
     connects: int = 0
     reconnects: int = 0
+    rollovers: int = 0  # proactive replacements before the exchange's connection age limit
     watchdog_reconnects: int = 0
     connect_failures: int = 0
     frames: int = 0
@@ -73,6 +74,7 @@ class FeedConnection:
         connect_timeout_s: float = 5.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        max_connection_age_s: float = 0.0,
     ) -> None:
         self.base_url = base_url
         self.symbols: list[str] = [s.upper() for s in symbols]
@@ -85,6 +87,7 @@ class FeedConnection:
         self.connect_timeout = connect_timeout_s
         self.backoff_initial = backoff_initial_s
         self.backoff_max = backoff_max_s
+        self.max_age = max_connection_age_s  # 0 = never roll over
         self.stats = FeedStats(url=base_url)
         self.connected = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -181,25 +184,61 @@ class FeedConnection:
 
     # -- streaming -----------------------------------------------------------------------------
     async def _session(self, url: str) -> None:
-        async with connect(url, open_timeout=self.connect_timeout, max_size=2**20,
-                           close_timeout=2) as ws:
-            self._ws = ws
-            self.stats.connects += 1
-            self.stats.state = "connected"
-            self.connected.set()
-            log.info("feed connected to %s", url.split("?")[0])
-            self._last_frame = time.monotonic()
-            if self.on_connect is not None:
-                self._flush()  # what arrived before stays ahead of the probe's trades
-                self.on_connect()
-            watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
-            try:
-                async for raw in ws:
-                    self._on_frame(raw)
-            finally:
-                watchdog.cancel()
+        ws = await connect(url, open_timeout=self.connect_timeout, max_size=2**20, close_timeout=2)
+        self._ws = ws
+        self.stats.connects += 1
+        self.stats.state = "connected"
+        self.connected.set()
+        log.info("feed connected to %s", url.split("?")[0])
+        self._last_frame = time.monotonic()
+        if self.on_connect is not None:
+            self._flush()  # what arrived before stays ahead of the probe's trades
+            self.on_connect()
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read(ws))
+        watchdog = loop.create_task(self._watchdog())
+        try:
+            while True:
+                timer = loop.create_task(asyncio.sleep(self.max_age or 2**31))
+                await asyncio.wait({reader, timer}, return_when=asyncio.FIRST_COMPLETED)
+                timer.cancel()
+                if reader.done():
+                    return reader.result()  # closed or failed: run() reconnects
+                # Binance cuts a connection at 24 h: open the next one first, let both stream
+                # until the new one delivers, then close the old (the ids drop the overlap).
+                try:
+                    new = await connect(combined_stream_url(self.base_url, self.symbols),
+                                        open_timeout=self.connect_timeout, max_size=2**20, close_timeout=2)
+                except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+                    log.warning("feed rollover failed (%s); keeping the current connection", exc)
+                    continue
+                first = asyncio.Event()
+                new_reader = loop.create_task(self._read(new, first))
+                try:
+                    await asyncio.wait_for(first.wait(), self.connect_timeout)
+                except TimeoutError:
+                    pass
+                self.stats.rollovers += 1
+                log.info("feed rolled over to a new connection (age %.0f s)", self.max_age)
+                old, self._ws, ws = ws, new, new
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                await old.close()
+                reader = new_reader
+        finally:
+            watchdog.cancel()
+            reader.cancel()
+            if self._ws is not None and self._ws is not ws:
+                await self._ws.close()
+            await ws.close()
 
-    async def _watchdog(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: ClientConnection, first: asyncio.Event | None = None) -> None:
+        async for raw in ws:
+            if first is not None and not first.is_set():
+                first.set()
+            self._on_frame(raw)
+
+    async def _watchdog(self) -> None:
         """Close a connection that sent nothing for ``silence_timeout`` s, so run() reconnects."""
         while True:
             await asyncio.sleep(min(self.silence_timeout / 4, 1.0))
@@ -209,7 +248,8 @@ class FeedConnection:
                 self.stats.watchdog_reconnects += 1
                 self._silent = True
                 log.warning("feed silent for %.1f s: reconnecting", self.silence_timeout)
-                ws.transport.abort()
+                if self._ws is not None:
+                    self._ws.transport.abort()
                 return
 
     def _on_frame(self, raw: str | bytes) -> None:

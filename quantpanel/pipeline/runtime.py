@@ -239,6 +239,7 @@ class Runtime:
             batch_max_ticks=f.batch_max_ticks, batch_interval_ms=f.batch_interval_ms,
             silence_timeout_s=f.silence_timeout_s, connect_timeout_s=f.connect_timeout_s,
             backoff_initial_s=f.backoff_initial_s, backoff_max_s=f.backoff_max_s,
+            max_connection_age_s=f.max_connection_age_s,
         )
 
     async def _try_live(self) -> bool:

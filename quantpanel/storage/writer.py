@@ -24,6 +24,8 @@ _STOP = object()
 class WriterStats:
     ticks_written: int = 0
     ticks_ignored: int = 0  # already stored (idempotent re-delivery)
+    ticks_retained: int = 0  # rows waiting for the database to accept writes again
+    ticks_dropped: int = 0  # beyond retain_max while the database refused writes
     bars_written: int = 0
     alerts_written: int = 0
     errors: int = 0
@@ -33,11 +35,18 @@ class WriterStats:
 class StoreWriter:
     """Queue ticks and closed bars; a thread writes whatever is queued in one transaction.
 
-    ``put_*`` never blocks. ``flush()`` waits until everything queued so far is on disk.
+    ``put_*`` never blocks. ``flush()`` waits until everything queued so far is on disk (or, while
+    the database refuses writes, until it was tried). A failed write (disk full, read-only file,
+    locked) is logged and reported in ``stats``, and its rows are kept and retried, up to
+    ``retain_max`` rows: a full disk that is cleared loses nothing.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, retain_max: int = 5_000_000, retry_s: float = 1.0) -> None:
         self.path = Path(path)
+        self.retain_max = retain_max
+        self.retry_s = retry_s
+        self._retained_ticks: list[Tick] = []
+        self._retained_bars: list[Bar] = []
         Store(self.path).close()  # create the schema now, and fail here, not in the thread
         self.stats = WriterStats()
         self._q: queue.Queue[object] = queue.Queue()
@@ -86,7 +95,11 @@ class StoreWriter:
         store = Store(self.path)
         try:
             while True:
-                item = self._q.get()
+                try:  # while rows wait for a retry, wake up to retry them
+                    item = self._q.get(timeout=self.retry_s if self._retained_ticks or self._retained_bars else None)
+                except queue.Empty:
+                    self._write(store, [], [])
+                    continue
                 items = [item]
                 while len(items) < 1000:  # coalesce whatever queued meanwhile
                     try:
@@ -122,6 +135,9 @@ class StoreWriter:
                 for w in waiters:
                     w.set()
                 if stop:
+                    if self._retained_ticks or self._retained_bars:
+                        log.error("store writer closing with %d ticks and %d bars the database refused: %s",
+                                  len(self._retained_ticks), len(self._retained_bars), self.stats.last_error)
                     return
         finally:
             store.close()
@@ -133,7 +149,10 @@ class StoreWriter:
             self._failed(exc)
 
     def _write(self, store: Store, ticks: list[Tick], bars: list[Bar]) -> None:
-        """Ticks and bars are written independently: a failed tick batch never costs the bars."""
+        """Ticks and bars are written independently: a failed tick batch never costs the bars.
+        Rows of a failed write are retained (in order) and go first in the next attempt."""
+        ticks, self._retained_ticks = self._retained_ticks + ticks, []
+        bars, self._retained_bars = self._retained_bars + bars, []
         if ticks:
             try:
                 added = store.insert_ticks(ticks)
@@ -141,11 +160,18 @@ class StoreWriter:
                 self.stats.ticks_ignored += len(ticks) - added
             except StoreError as exc:
                 self._failed(exc)
+                over = len(ticks) - self.retain_max
+                if over > 0:  # memory is finite: the oldest go, counted (the backfill can't know)
+                    self.stats.ticks_dropped += over
+                    log.error("store writer: %d ticks dropped beyond the retention cap", over)
+                self._retained_ticks = ticks[max(0, over):]
         if bars:
             try:
                 self.stats.bars_written += store.upsert_bars(bars)
             except StoreError as exc:
                 self._failed(exc)
+                self._retained_bars = bars[-self.retain_max:]
+        self.stats.ticks_retained = len(self._retained_ticks)
 
     def _failed(self, exc: StoreError) -> None:
         self.stats.errors += 1

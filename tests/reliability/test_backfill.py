@@ -145,3 +145,27 @@ def test_rebuild_since_restores_the_bars_of_a_late_fill(tmp_path, usdm_ticks):
         for tf in tfs:
             want = [b for b in ref if b.timeframe == tf and b.time <= last[tf]]
             assert store.read_bars("BTCUSDT", tf) == want
+
+
+async def test_proactive_rollover_overlaps_connections_with_no_gap_at_all(usdm_recording):
+    """Binance cuts a connection at 24 h; the feed opens the next one before that (here every
+    1.5 s) and closes the old once the new one streams: not one trade missing or doubled, with
+    no REST to fall back on and the exchange free-running."""
+    from quantpanel.feeds.connection import FeedConnection
+
+    async with Exchange(usdm_recording, speed=15, pause_when_idle=False) as ex:
+        out: list[Tick] = []
+        bf = Backfill(None, lambda b: out.extend(b.ticks))
+        feed = FeedConnection(ex.url, ["BTCUSDT", "ETHUSDT"], bf.on_batch, batch_interval_ms=20,
+                              max_connection_age_s=1.5)
+        task = asyncio.create_task(feed.run())
+        await asyncio.sleep(9)
+        await feed.stop()
+        await task
+    assert feed.stats.rollovers >= 4 and feed.stats.reconnects == 0
+    assert bf.stats.gaps == 0 and len(out) > 3000
+    first = {s: next(x.agg_id for x in out if x.symbol == s) for s in ("BTCUSDT", "ETHUSDT")}
+    for sym in first:
+        got = [x.agg_id for x in out if x.symbol == sym]
+        assert got == list(range(first[sym], first[sym] + len(got)))  # consecutive: nothing lost
+    assert bf.sequencer.dropped > 0  # the overlaps' repeats, dropped
