@@ -4,8 +4,9 @@ Ticks pass in id order per symbol (duplicates and out-of-order repeats dropped).
 (a lost frame, a reconnect, a restart), the live stream is held while the missing trades are
 fetched from ``/fapi/v1/aggTrades`` and put back exactly where they belong, so the pipeline sees
 every trade once, in order, and builds the bars a fault-free run would have. A gap that takes
-longer than ``max_hold_s`` releases the held stream; what arrives later is stored and the stored
-bars from its time on are rebuilt (``on_filled``).
+longer than ``max_hold_s`` releases the held stream; what arrives later is stored. Either way
+``on_filled(symbol, since_ms)`` follows, and the stored bars from there on are rebuilt: a stall
+the watchdog had not yet seen may have let the bar clock close those bars empty.
 """
 
 from __future__ import annotations
@@ -184,13 +185,20 @@ class Backfill:
         self.stats.longest_hold_s = max(self.stats.longest_hold_s, time.monotonic() - self._hold_started)
         out: list[Tick] = []
         top: dict[str, int] = {}  # a probe's trades and held live ticks may overlap: ids must rise
+        filled: dict[str, int] = {}  # per symbol, the time of its first filled trade
         for item in held:
+            if isinstance(item, Gap) and self._filled.get(item):
+                first = self._filled[item][0]
+                filled[first.symbol] = min(filled.get(first.symbol, first.time), first.time)
             for t in self._filled.pop(item, ()) if isinstance(item, Gap) else item:
                 if t.agg_id > top.get(t.symbol, -1):
                     top[t.symbol] = t.agg_id
                     out.append(t)
         for i in range(0, len(out), _CHUNK):
             self.emit(TickBatch(tuple(out[i:i + _CHUNK]), *self._meta))
+        if self.on_filled:  # bars the clock closed before the gap was seen must be rebuilt
+            for sym, since in filled.items():
+                self.on_filled(sym, since)
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for pending gaps, then release whatever is still held."""

@@ -50,8 +50,17 @@ def replay_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Keep each phase's report on the item, so fixtures can tell a failed test at teardown."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
 @pytest.fixture
-def panel_app(tmp_path: Path, replay_config: Path) -> Iterator[Callable[..., Server]]:
+def panel_app(request: pytest.FixtureRequest, tmp_path: Path,
+              replay_config: Path) -> Iterator[Callable[..., Server]]:
     """Start `panel serve app.py ... --args --source replay` (QUANTPANEL_CONFIG = the tmp config).
 
     ``panel_app(*extra)`` inserts extra `panel serve` options before ``--args``; every server is
@@ -75,3 +84,7 @@ def panel_app(tmp_path: Path, replay_config: Path) -> Iterator[Callable[..., Ser
     yield start
     for s in servers:
         s.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:  # the server's side of a failure, in the CI log
+        for i, s in enumerate(servers):
+            print(f"=== server {i} ({s.url}) ===\n{s.output_tail(6000)}")
