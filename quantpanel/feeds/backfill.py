@@ -28,6 +28,15 @@ __all__ = ["Backfill", "BackfillStats"]
 log = logging.getLogger(__name__)
 _CHUNK = 5_000
 _OPEN_END = 2**62  # a probe's gap: everything after the last id
+_SHORT_RETRIES = 6  # a known gap the server serves short: asked again for 0.1+0.2+...+3.2 s
+
+
+class ShortFill(Exception):
+    """REST did not serve every id of a known gap; ``ticks`` holds what it did serve."""
+
+    def __init__(self, message: str, ticks: list[Tick]) -> None:
+        super().__init__(message)
+        self.ticks = ticks
 
 
 @dataclass
@@ -126,6 +135,12 @@ class Backfill:
                     self._release()
                     continue
                 ticks = None
+            except ShortFill as exc:  # keep what came; the rest is reported missing
+                self.stats.gaps_unfilled += 1
+                self.stats.last_error = str(exc)
+                log.error("gap in %s ids %d..%d only partly filled: %s", gap.symbol, gap.first,
+                          gap.last, exc)
+                ticks = exc.ticks
             except (ConnectionError, FrameError) as exc:
                 ticks = None
                 self.stats.last_error = str(exc)
@@ -146,23 +161,36 @@ class Backfill:
         self._release()
 
     async def _fetch(self, gap: Gap) -> list[Tick]:
+        """The gap's trades. A known gap (ids first..last) the server cannot fully serve yet (its
+        REST view can lag the stream) is asked again, backing off; still short after
+        ``_SHORT_RETRIES``, it raises ``ShortFill`` with what it got."""
         assert self.rest is not None
         out: list[Tick] = []
         nxt = gap.first
+        short = 0
         while nxt <= (last := self._upper(gap)):
             page = await self.rest.agg_trades(gap.symbol, nxt, min(1000, last - nxt + 1))
             full = len(page) >= min(1000, last - nxt + 1)
             page = [t for t in page if nxt <= t.agg_id <= last]
-            if not page:  # the server has nothing more in the range (ids it never had)
-                break
-            out.extend(page)
-            nxt = page[-1].agg_id + 1
-            if last == _OPEN_END and not full:  # a probe caught up with the server
-                break
+            if page:
+                out.extend(page)
+                nxt = page[-1].agg_id + 1
+            if last == _OPEN_END:
+                if not page or not full:  # a probe caught up with the server
+                    break
+            elif not page:  # ids the stream proved exist, not on the REST endpoint (yet)
+                if short == _SHORT_RETRIES:
+                    self._mark(gap, out)
+                    raise ShortFill(f"{gap.symbol} ids {nxt}..{last} not served by REST", out)
+                await asyncio.sleep(0.1 * 2**short)
+                short += 1
+        self._mark(gap, out)
+        return out
+
+    def _mark(self, gap: Gap, out: list[Tick]) -> None:
         if out:  # live ticks at or below these ids are repeats from now on
             seq = self.sequencer.last
             seq[gap.symbol] = max(seq.get(gap.symbol, -1), out[-1].agg_id)
-        return out
 
     def _upper(self, gap: Gap) -> int:
         """A gap's last id; a probe's ends below the first live tick held since (the stream took

@@ -450,6 +450,7 @@ class Exchange:
                     j = max(j, i + 1)
                 else:
                     j = min(n, i + chunk_max)
+                served.end = j  # on the REST endpoint as soon as they trade, like Binance
                 step = await self._broadcast(trades[i:j], dt, da)
                 for t in trades[i:i + step]:
                     sent_ids[t.symbol] = t.agg_id + da[t.symbol]

@@ -129,6 +129,37 @@ async def test_unreachable_rest_reports_the_gap_and_lets_the_stream_go_on():
     assert bf.stats.gaps == 1 and bf.stats.gaps_unfilled == 1 and "network error" in bf.stats.last_error
 
 
+class LaggingRest:
+    """A REST view that lags the stream: serves ids up to ``known`` only, which grows by
+    ``step`` on every request (``step`` 0: never catches up)."""
+
+    def __init__(self, ticks: list[Tick], known: int, step: int) -> None:
+        self.ticks, self.known, self.step, self.requests = ticks, known, step, 0
+
+    async def agg_trades(self, symbol: str, from_id: int, limit: int) -> list[Tick]:
+        self.requests += 1
+        page = [x for x in self.ticks if x.symbol == symbol and from_id <= x.agg_id <= self.known][:limit]
+        self.known += self.step
+        return page
+
+
+@pytest.mark.parametrize("step", [3, 0])
+async def test_a_gap_rest_serves_short_is_asked_again_and_never_passed_off_as_filled(step):
+    ticks = [t("BTCUSDT", a, 1000 + a) for a in range(1, 21)]
+    rest = LaggingRest(ticks, known=4, step=step)
+    out: list[Tick] = []
+    bf = Backfill(rest, lambda b: out.extend(b.ticks), max_hold_s=30)  # type: ignore[arg-type]
+    bf.on_batch(TickBatch(tuple(ticks[:2]), 0, 0))
+    bf.on_batch(TickBatch((ticks[11],), 0, 0))  # ids 3..11 lost; REST knows up to 4 so far
+    await bf.drain(20)
+    if step:  # it caught up: every trade once, in order
+        assert [x.agg_id for x in out] == list(range(1, 13)) and bf.stats.gaps_unfilled == 0
+        assert rest.requests > 2
+    else:  # it never did: what it served is kept, the rest reported missing
+        assert [x.agg_id for x in out] == [1, 2, 3, 4, 12]
+        assert bf.stats.gaps_unfilled == 1 and "ids 5..11 not served" in bf.stats.last_error
+
+
 def test_rebuild_since_restores_the_bars_of_a_late_fill(tmp_path, usdm_ticks):
     btc = [x for x in usdm_ticks if x.symbol == "BTCUSDT"]
     hole = set(range(8000, 9000))
