@@ -37,7 +37,7 @@ run: $(STAMP)
 test: install-test
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: install-test
 	$(BIN)/quantpanel bench $(ARGS)
 
 clean:

@@ -65,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     import panel as pn
 
     from quantpanel.dashboard.app import create_app
+    from quantpanel.dashboard.hub import get_hub
 
     cfg = _config(args, {
         "server.host": args.host, "server.port": args.port, "source": args.source,
@@ -77,9 +78,13 @@ def _serve(args: argparse.Namespace) -> int:
           f"(source {cfg.source})", flush=True)
     # uploads travel base64-encoded in one websocket message: let the configured cap through
     max_message = max(20 * 2**20, int(cfg.storage.max_upload_mb * 2**20 * 4 / 3) + 2**20)
-    pn.serve(lambda: create_app(cfg), address=cfg.server.host, port=cfg.server.port,
-             websocket_origin=origins, show=False, title="quantpanel",
-             websocket_max_message_size=max_message)
+    server = pn.serve(lambda: create_app(cfg), address=cfg.server.host, port=cfg.server.port,
+                      websocket_origin=origins, show=False, title="quantpanel",
+                      websocket_max_message_size=max_message, start=False)
+    # ingestion starts with the server (it records with no browser open), not with the first tab
+    server.io_loop.add_callback(lambda: get_hub(cfg))
+    server.start()
+    server.io_loop.start()
     return 0
 
 
@@ -400,8 +405,9 @@ def _bench(args: argparse.Namespace) -> int:
     from quantpanel.bench import main as bench_main
 
     cfg = _config(args, {})
+    soak = args.soak_minutes if args.soak_minutes is not None else (30.0 if args.soak else 0.0)
     return bench_main(Path(args.data) if args.data else cfg.replay.data, quick=args.quick,
-                      as_json=args.json)
+                      as_json=args.json, push=not args.no_push, soak_minutes=soak)
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -520,12 +526,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--exit-grid", type=_grid, default=_grid("0:1:0.25"), help="start:stop:step")
     sw.set_defaults(func=_sweep)
 
-    be = sub.add_parser("bench", help="measure ingest and loopback throughput",
-                        description="Throughput of parse -> store -> bars and of the loopback "
-                                    "exchange -> pipeline path, each beside its ceiling.")
+    be = sub.add_parser("bench", help="measure throughput, push latency, analytics and memory",
+                        description="Ingest and loopback throughput beside their ceilings, "
+                                    "tick-to-browser latency with 1/5/20 sessions, analytics "
+                                    "costs, and (--soak) memory over 30 minutes; each against "
+                                    "its target.")
     be.add_argument("--data", help="recording to use (config replay.data)")
-    be.add_argument("--quick", action="store_true", help="one pass, one run (a smoke test)")
+    be.add_argument("--quick", action="store_true", help="small inputs, one run (a smoke test)")
     be.add_argument("--json", action="store_true", help="one JSON object")
+    be.add_argument("--no-push", action="store_true", help="skip the push-latency sessions")
+    be.add_argument("--soak", action="store_true", help="also a 30-minute memory soak at ~2k ticks/s")
+    be.add_argument("--soak-minutes", type=float, help="the soak's length (implies --soak)")
     be.set_defaults(func=_bench)
     return p
 

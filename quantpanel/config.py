@@ -103,7 +103,8 @@ class BarsConfig(_Section):
 class DashboardConfig(_Section):
     """How sessions are fed: throttled pulls of bounded buffers."""
 
-    push_interval_ms: int = Field(500, ge=50, le=10_000)
+    push_interval_ms: int = Field(500, ge=50, le=10_000)  # periodic pull: status strip, tables
+    live_push_ms: int = Field(50, ge=0, le=10_000)  # new ticks wake a session at most this often; 0 = off
     buffer_bars: int = Field(600, ge=10, le=100_000)
     default_timeframe: str = "1s"
 

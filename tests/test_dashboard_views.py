@@ -86,3 +86,78 @@ def test_dashboard_shows_starting_status_then_replay_banner(hub):
     assert "real Binance USD-M trades" in dash.banner._alert.object
     dash.symbols = ["ETHUSDT"]
     assert [o.name for o in dash._charts.objects] == ["ETHUSDT"] and list(dash._views) == ["ETHUSDT"]
+
+
+def test_hub_wakes_sessions_on_every_update_and_drops_dead_or_broken_ones(hub):
+    woken: list[str] = []
+    alive = {"a": True}
+
+    def a() -> bool:
+        woken.append("a")
+        return alive["a"]
+
+    def broken() -> bool:
+        raise RuntimeError("a destroyed document")
+
+    unsubscribe_b = hub.subscribe(lambda: woken.append("b") or True)
+    hub.subscribe(a)
+    hub.subscribe(broken)
+    hub.apply(BarUpdate((), (bar(0, 1, closed=False),)))
+    assert woken == ["b", "a"] and hub.sessions_subscribed == 2  # the broken one is gone
+    alive["a"] = False
+    hub.apply(BarUpdate((bar(0, 1),), ()))
+    assert woken == ["b", "a", "b", "a"] and hub.sessions_subscribed == 1
+    unsubscribe_b()
+    hub.apply(BarUpdate((bar(1, 1),), ()))
+    assert woken == ["b", "a", "b", "a"] and hub.sessions_subscribed == 0
+
+
+class _Doc:
+    """A stand-in Bokeh document: records scheduled callbacks instead of running a loop."""
+
+    def __init__(self) -> None:
+        self.next_tick: list = []
+        self.timeouts: list = []
+        self.connections = 1
+        self.destroyed = False
+        doc = self
+
+        class _Session:
+            @property
+            def connection_count(self) -> int:
+                return doc.connections
+
+        class _Ctx:
+            session = _Session()
+
+            @property
+            def destroyed(self) -> bool:
+                return doc.destroyed
+
+        self.session_context = _Ctx()
+
+    def add_next_tick_callback(self, cb) -> None:
+        self.next_tick.append(cb)
+
+    def add_timeout_callback(self, cb, ms) -> None:
+        self.timeouts.append((cb, ms))
+
+
+def test_live_push_coalesces_wakes_and_throttles_pulls(monkeypatch):
+    from quantpanel.dashboard import views
+
+    pulls: list[int] = []
+    doc = _Doc()
+    monkeypatch.setattr(views, "hold", lambda doc: __import__("contextlib").nullcontext())
+    push = views.LivePush(doc, lambda: pulls.append(1), min_s=10.0)
+    assert push.wake() and push.wake() and push.wake()
+    assert len(doc.next_tick) == 1 and not doc.timeouts  # a burst: one pull scheduled
+    doc.next_tick.pop()()
+    assert pulls == [1]
+    assert push.wake()  # within min_s of the last pull: scheduled for later, not now
+    assert not doc.next_tick and len(doc.timeouts) == 1 and doc.timeouts[0][1] > 9_000
+    doc.connections = 0  # page not connected (yet): not woken, still subscribed
+    doc.timeouts.pop()[0]()
+    assert push.wake() and not doc.next_tick and not doc.timeouts
+    doc.destroyed = True
+    assert push.wake() is False  # the hub drops it

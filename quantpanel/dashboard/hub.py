@@ -1,8 +1,10 @@
 """The hub: the one shared data owner of a server process, fed by the runtime's pipeline.
 
-Sessions never receive pushes from the pipeline. Each session pulls from the hub on its own
-throttled periodic callback, which runs inside that session's document: thread- and lock-safe,
-bounded work per session, and a dead or not-yet-loaded tab costs nothing.
+Sessions never receive data pushed from the pipeline: each pulls from the hub inside its own
+document (thread- and lock-safe, bounded work per session). The hub only *wakes* them: after each
+update it calls every subscribed ``wake`` (cheap: a session schedules one throttled pull in its own
+document), so a tick reaches the browser without waiting for the periodic pull. A dead or
+not-yet-loaded tab is never woken.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextvars
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -86,6 +89,8 @@ class Hub:
     _pairs: dict[PairSpec, _Log[PairPoint]] = field(default_factory=dict)
     _alerts: _Log[Alert] = field(default_factory=lambda: _Log(500))
     rules_version: int = 0  # bumped on every rule change: sessions refresh their rules table
+    _wakes: dict[int, Callable[[], bool]] = field(default_factory=dict)
+    _next_wake: int = 0
 
     def __post_init__(self) -> None:
         self.runtime.on_ready(self._attach)
@@ -123,6 +128,29 @@ class Hub:
                 s.forming = None
         for b in update.forming:
             self._get((b.symbol, b.timeframe)).forming = b
+        self._wake_all()
+
+    # -- waking sessions -----------------------------------------------------------------------
+    def subscribe(self, wake: Callable[[], bool]) -> Callable[[], None]:
+        """Call ``wake()`` after every update until it returns False or raises; returns the
+        unsubscribe function. ``wake`` runs on the event loop and must only schedule work."""
+        key = self._next_wake = self._next_wake + 1
+        self._wakes[key] = wake
+        return lambda: self._wakes.pop(key, None) and None
+
+    def _wake_all(self) -> None:
+        for key, wake in list(self._wakes.items()):
+            try:
+                alive = wake()
+            except Exception:  # one broken session must not stop the others, nor ingest
+                log.exception("dropping a session's wake callback")
+                alive = False
+            if not alive:
+                self._wakes.pop(key, None)
+
+    @property
+    def sessions_subscribed(self) -> int:
+        return len(self._wakes)
 
     def since(self, symbol: str, timeframe: str, seq: int | None) -> SeriesDelta:
         """Bars closed after ``seq`` (all buffered ones when ``seq`` is None or too old)."""

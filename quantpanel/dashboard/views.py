@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from html import escape
+from typing import Any
 
 import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
+from panel.io.document import hold
+from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
 from quantpanel.dashboard.alerts_view import AlertsView
@@ -23,7 +28,7 @@ from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, candles, empty_b
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.runtime import Status
 
-__all__ = ["SymbolView", "StatusStrip", "SourceBanner", "Dashboard"]
+__all__ = ["SymbolView", "StatusStrip", "SourceBanner", "LivePush", "Dashboard"]
 
 
 class SymbolView(Viewer):
@@ -66,6 +71,10 @@ class SymbolView(Viewer):
     @param.depends("timeframe", watch=True)
     def _on_timeframe(self) -> None:
         self._seq = None  # next pull replaces the buffer with the new timeframe's bars
+
+    def behind(self) -> bool:
+        """Bars closed since the last pull: the next pull refreshes the chart."""
+        return self._seq is None or self._hub.seq(self.symbol, self.timeframe) != self._seq
 
     def pull(self) -> int:
         """Catch up with the hub; returns the number of closed bars sent."""
@@ -146,6 +155,50 @@ class StatusStrip(Viewer):
         )
 
 
+class LivePush:
+    """Runs ``pull`` in ``doc`` soon after the hub wakes it, at most once per ``min_s``.
+
+    ``wake`` is called on the event loop outside any session: it only schedules (one pending
+    callback at a time, so a burst of updates costs one pull) and reports whether the session is
+    still alive, so the hub drops destroyed ones.
+    """
+
+    def __init__(self, doc: Any, pull: Callable[[], None], min_s: float) -> None:
+        self.doc, self.pull, self.min_s = doc, pull, min_s
+        self.pending = False
+        self.last = 0.0
+        self.pulls = 0
+        self.unsubscribe: Callable[[], None] = lambda: None
+
+    def alive(self) -> bool:
+        ctx = self.doc.session_context
+        return ctx is not None and not ctx.destroyed
+
+    def wake(self) -> bool:
+        if not self.alive():
+            return False
+        session = self.doc.session_context.session
+        if self.pending or session is None or session.connection_count == 0:
+            return True
+        self.pending = True
+        wait_ms = (self.last + self.min_s - time.monotonic()) * 1000
+        if wait_ms > 1:
+            self.doc.add_timeout_callback(self._run, wait_ms)
+        else:
+            self.doc.add_next_tick_callback(self._run)
+        return True
+
+    def _run(self) -> None:
+        self.pending = False
+        if not self.alive():
+            self.unsubscribe()
+            return
+        self.last = time.monotonic()
+        self.pulls += 1
+        with set_curdoc(self.doc), hold(self.doc):  # one websocket message per pull
+            self.pull()
+
+
 class Dashboard(Viewer):
     """The page of one session: controls, source banner, status strip and one view per symbol."""
 
@@ -176,13 +229,14 @@ class Dashboard(Viewer):
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
         )
         self._callback = None
+        self._live: LivePush | None = None
         self._pulls = 0
         self._sync_views()
         market = pn.Column(pn.Row(*self.bar_downloads), self._charts, sizing_mode="stretch_width")
         self.tabs = pn.Tabs(("Market", market), ("Pair", self.pair), ("Backtest", self.strategy),
                             ("Correlation", self.correlation), ("Alerts", self.alerts),
                             ("Offline", self.offline), ("Replay", self.replay),
-                            sizing_mode="stretch_width")
+                            dynamic=True, sizing_mode="stretch_width")
         self._layout = pn.Column(self.banner, self.status, self.replay.bar, self.tabs,
                                  sizing_mode="stretch_width")
 
@@ -223,13 +277,39 @@ class Dashboard(Viewer):
         self.pull()
 
     def start(self) -> None:
-        """Begin this session's throttled pulls (call once the page has loaded)."""
+        """Begin this session's pulls (call once the page has loaded): the periodic one for
+        everything, and live ones of the visible charts, woken by the hub on new ticks."""
         if self._callback is None:
             self.pull()
-            self._callback = pn.state.add_periodic_callback(
-                self.pull, period=self._hub.config.dashboard.push_interval_ms)
+            cfg = self._hub.config.dashboard
+            self._callback = pn.state.add_periodic_callback(self.pull, period=cfg.push_interval_ms)
+            doc = pn.state.curdoc
+            if cfg.live_push_ms and doc is not None and doc.session_context is not None:
+                self._live = LivePush(doc, self.pull_live, cfg.live_push_ms / 1000)
+                self._live.unsubscribe = self._hub.subscribe(self._live.wake)
+
+    def pull_live(self) -> None:
+        """The visible tab's live charts and cards only: what a new tick changes."""
+        tab = self.tabs.active
+        if tab == 0:
+            views = list(self._views.values())
+            if any(v.behind() for v in views):
+                # one model-graph recompute for all the charts refreshed (HoloViews freezes the
+                # document and recomputes it per plot otherwise: a session's main cost)
+                with pn.state.curdoc.models.freeze() if pn.state.curdoc else nullcontext():
+                    for view in views:
+                        view.pull()
+            else:  # cards only
+                for view in views:
+                    view.pull()
+        elif tab == 1:
+            self.pair.pull()
 
     def pull(self) -> None:
+        with hold(pn.state.curdoc):  # one websocket message per pull
+            self._pull()
+
+    def _pull(self) -> None:
         started = time.perf_counter()
         status = self._hub.status()
         self.banner.show(status)
@@ -238,13 +318,9 @@ class Dashboard(Viewer):
         self.alerts.pull()  # toasts in every tab
         # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
         # with a single update when it is shown.
+        self.pull_live()
         tab = self.tabs.active
-        if tab == 0:
-            for view in self._views.values():
-                view.pull()
-        elif tab == 1:
-            self.pair.pull()
-        elif tab == 3:
+        if tab == 3:
             self.correlation.pull()
         elif tab == 5 and not self.offline.loaded:
             pn.state.execute(self.offline.load)

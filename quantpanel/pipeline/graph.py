@@ -3,6 +3,10 @@
 Built with ``asynchronous=True`` on the server's event loop (a sync streamz graph would start its
 own IOLoop thread and run sinks there, which is unsafe for Bokeh). Nodes receive whole batches.
 Other layers subscribe to ``updates`` (every ``BarUpdate``) or ``closed`` (closed bars only).
+
+Source and sinks are pluggable: by default the pipeline owns its source (``emit`` feeds it); pass
+any streamz stream of ``TickBatch``/``Clock`` events instead (e.g. decoded batches from a Kafka
+topic, ``quantpanel.pipeline.codec``), and ``sink`` any output stream to another destination.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ __all__ = ["Pipeline"]
 class Pipeline:
     """One per process. ``emit`` takes ``TickBatch`` and ``Clock`` events."""
 
-    def __init__(self, state: BarState, writer: StoreWriter | None = None) -> None:
-        self.source: Stream = Stream(asynchronous=True, stream_name="feed")
+    def __init__(self, state: BarState, writer: StoreWriter | None = None, *,
+                 source: Stream | None = None) -> None:
+        self.source: Stream = source if source is not None else Stream(asynchronous=True, stream_name="feed")
         ticks = self.source.filter(lambda e: isinstance(e, TickBatch)).map(lambda b: b.ticks)
         self._bars_node = self.source.accumulate(step, returns_state=True, start=state)
         self.updates: Stream = self._bars_node

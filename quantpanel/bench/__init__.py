@@ -1,0 +1,95 @@
+"""`quantpanel bench`: every performance figure of issue 8 in one run, each beside its ceiling or
+target, as a table or one JSON object.
+
+- ``throughput``: ingest (parse -> store -> bars -> live pair analytics, 10 symbols, 5 pairs) vs
+  raw ``orjson.loads``; loopback (exchange process -> feed -> pipeline) vs a bare websockets loop.
+- ``push``: tick-to-browser latency p50/p99 with 1, 5, 20 sessions and server CPU per session.
+- ``analytics``: live per-closed-bar cost for 10 pairs, Run tests, Kalman, backtest, sweep,
+  scanner, alerts.
+- ``soak`` (``--soak``): server RSS over 30 minutes at ~2k ticks/s.
+
+Ratios to a ceiling measured in the same run stay meaningful on a noisy machine. Nothing here
+asserts a threshold: the numbers are for people (README, issue notes); CI smoke-tests the command.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from quantpanel.bench.analytics import format_analytics, run_analytics_bench
+from quantpanel.bench.throughput import format_table, run_bench
+
+__all__ = ["main", "TARGETS", "targets"]
+
+#: Issue 8's targets on a 2-core machine: (figure, comparison, value, unit).
+TARGETS: list[tuple[str, str, float, str]] = [
+    ("ingest_vs_orjson", ">=", 0.40, "of raw orjson.loads"),
+    ("ingest_ticks_per_s", ">=", 200_000, "ticks/s"),
+    ("loopback_msgs_per_s", ">=", 50_000, "msgs/s"),
+    ("loopback_lost", "==", 0, "lost"),
+    ("push.sessions.1.latency_p99_ms", "<", 150, "ms"),
+    ("push.sessions.20.latency_p99_ms", "<", 500, "ms"),
+    ("push.max_cpu_per_session_pct", "<", 5, "% server CPU per session"),
+    ("soak.rss_growth_pct", "<", 2, "% RSS growth"),
+]
+
+
+def _get(r: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(r, dict) or part not in r:
+            return None
+        r = r[part]
+    return r
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured value and whether it is met (None: not measured)."""
+    ops = {">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "==": lambda a, b: a == b}
+    out = []
+    for key, op, want, unit in TARGETS:
+        got = _get(r, key)
+        out.append({"figure": key, "target": f"{op} {want:g} {unit}", "value": got,
+                    "met": None if got is None else bool(ops[op](got, want))})
+    return out
+
+
+def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minutes: float = 0.0) -> int:
+    started = time.monotonic()
+    r = run_bench(data, passes=1, runs=1, head=6_000) if quick else run_bench(data)
+    r["analytics"] = run_analytics_bench(scale=0.01 if quick else 1.0, runs=1 if quick else 3)
+    if push:
+        from quantpanel.bench.push import run_push_bench
+
+        p = (run_push_bench(counts=(1, 3), chromium_pages=1, measure_s=6) if quick
+             else run_push_bench())
+        p["max_cpu_per_session_pct"] = max((s["server_cpu_per_session_pct"] for s in p["sessions"].values()
+                                            if "error" not in s), default=None)
+        r["push"] = p
+    if soak_minutes:
+        from quantpanel.bench.soak import run_soak
+
+        r["soak"] = run_soak(data, minutes=soak_minutes)
+    r["targets"] = targets(r)
+    r["bench_seconds"] = round(time.monotonic() - started, 1)
+    if as_json:
+        print(orjson.dumps(r).decode())
+    else:
+        parts = [format_table(r), format_analytics(r["analytics"])]
+        if "push" in r:
+            from quantpanel.bench.push import format_push
+
+            parts.append(format_push(r["push"]))
+        if "soak" in r:
+            from quantpanel.bench.soak import format_soak
+
+            parts.append(format_soak(r["soak"]))
+        parts.append("targets (2-core machine):")
+        parts += [f"  {'met ' if t['met'] else ('MISSED' if t['met'] is False else 'n/a   ')} "
+                  f"{t['figure']:<36} {t['target']:<36} measured {t['value']}" for t in r["targets"]]
+        parts.append(f"bench ran {r['bench_seconds']} s")
+        print("\n".join(parts))
+    return 0 if r["ingest_stored_all"] and r["loopback_lost"] == 0 else 1

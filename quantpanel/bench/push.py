@@ -1,0 +1,404 @@
+"""Tick-to-browser latency with 1, 5 and 20 sessions, and the server's CPU per session.
+
+Everything runs as it does for users, each part in its own process: the local exchange replays
+*simulated* probe trades (labelled so) at ``rate_hz`` per symbol; `quantpanel serve` ingests them
+live; an observer connected to the exchange like the server notes when each probe trade is on the
+wire. Probe prices count up (10000.0, 10000.1, ...), so the price a session shows identifies the
+trade, and its latency is the moment the session's document holds that price minus the moment the
+observer received the trade. A few sessions are real headless Chromium pages (Debian's chromium,
+their documents polled every 5 ms); the rest are Bokeh client sessions (``bokeh.client``) that
+sync the document without rendering, in one separate process.
+
+Server CPU is read from /proc for the server process alone: with no session open (ingest only)
+and with each session count; per session = (with n - with none) / n.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from quantpanel.bench.procs import Proc, cpu_seconds, free_port, spawn, wait_http
+
+__all__ = ["run_push_bench", "probe_price", "parse_shown_price"]
+
+PROBE_BASE = 10_000.0
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+_SHOWN = re.compile(r"&gt;([-\d,.]+)&lt;/div&gt;\s*$")
+_LABEL = "BTCUSDT last"
+
+
+def probe_price(k: int) -> str:
+    """The k-th probe trade's price: unique for 100,000 trades, shown whole by the dashboard's
+    price card (6 significant digits)."""
+    return f"{PROBE_BASE + (k % 100_000) / 10:.1f}"
+
+
+def parse_shown_price(text: str) -> int | None:
+    """The probe index behind a price card's HTML (None when it shows no probe price)."""
+    m = _SHOWN.search(text)
+    if not m:
+        return None
+    try:
+        p = float(m.group(1).replace(",", ""))
+    except ValueError:
+        return None
+    k = round((p - PROBE_BASE) * 10)
+    return k if 0 <= k < 100_000 else None
+
+
+def write_probe_capture(path: Path, seconds: float, rate_hz: float) -> int:
+    """A JSON-lines capture of simulated trades: BTCUSDT carries the probe prices, ETHUSDT a
+    random walk, each ``rate_hz`` trades per second."""
+    import random
+
+    rnd = random.Random(7)
+    t0, step = 1_700_000_000_000, 1000.0 / rate_hz
+    eth = 2000.0
+    n = int(seconds * rate_hz)
+    with open(path, "w") as fh:
+        for k in range(n):
+            t = int(t0 + k * step)
+            eth += rnd.choice((-0.01, 0.01))
+            for sym, price in (("BTCUSDT", probe_price(k)), ("ETHUSDT", f"{eth:.2f}")):
+                data = {"e": "aggTrade", "E": t, "s": sym, "a": k + 1, "p": price, "q": "0.010",
+                        "f": k + 1, "l": k + 1, "T": t, "m": bool(k & 1)}
+                fh.write(orjson.dumps({"stream": f"{sym.lower()}@aggTrade", "data": data}).decode() + "\n")
+    return 2 * n
+
+
+# -- the observer ---------------------------------------------------------------------------------
+class Observer:
+    """A bare websockets client on the exchange: when each probe trade was on the wire."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url + "?streams=btcusdt@aggTrade"
+        self.received: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+
+    async def _run(self) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(self.url, compression=None) as ws:
+            while not self._stop.is_set():
+                try:
+                    frame = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                k = round((float(orjson.loads(frame)["data"]["p"]) - PROBE_BASE) * 10)
+                self.received.setdefault(k, now)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+# -- Chromium pages ---------------------------------------------------------------------------------
+_WATCH_JS = """(label) => {
+  if (!window.Bokeh || !Bokeh.documents || !Bokeh.documents.length) return false;
+  for (const d of Bokeh.documents) for (const m of d._all_models.values()) {
+    if (typeof m.text === 'string' && m.text.includes(label)) {
+      if (window.__qp) return true;
+      window.__qp = [];
+      let last = m.text;
+      setInterval(() => { if (m.text !== last) { last = m.text; window.__qp.push([Date.now(), last]); } }, 5);
+      return true;
+    }
+  }
+  return false;
+}"""
+
+
+class Pages:
+    """Headless Debian chromium pages, each one session; unavailable without playwright."""
+
+    def __init__(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self.pages: list[Any] = []
+
+    def open(self, url: str) -> None:
+        page = self._browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, timeout=120_000)
+        deadline = time.monotonic() + 120
+        while not page.evaluate(_WATCH_JS, _LABEL):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url}: the price card never appeared")
+            page.wait_for_timeout(200)
+        self.pages.append(page)
+
+    def idle(self, seconds: float) -> None:
+        """Let the pages run (Playwright's sync API needs its own wait)."""
+        if self.pages:
+            self.pages[0].wait_for_timeout(seconds * 1000)
+        else:
+            time.sleep(seconds)
+
+    def samples(self) -> list[tuple[float, str]]:
+        out: list[tuple[float, str]] = []
+        for p in self.pages:
+            out += [(t / 1000, text) for t, text in p.evaluate("() => window.__qp || []")]
+        return out
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._browser.close()
+        with suppress(Exception):
+            self._pw.stop()
+
+
+# -- Bokeh client sessions (run in their own process: python -m quantpanel.bench.push) -----------
+def client_sessions(url: str, stages: list[int], out: Path) -> None:
+    """Open ``stages[0]`` sessions, print ``ready N`` (N open), watch until a ``next`` line on
+    stdin, open the next stage's sessions, and so on; on ``stop``, write every (time, price-card
+    text) seen to ``out``.
+
+    bokeh.client has no public multi-session loop: all sessions share one IOLoop, and each
+    connection's own read loop runs with a predicate (called after every message) that notes
+    price-card changes and never stops it.
+    """
+    import panel.models  # noqa: F401  Panel's Bokeh models, to decode its documents
+    import panel.models.tabulator  # noqa: F401
+    from bokeh.client import pull_session
+    from bokeh.events import DocumentReady
+    from tornado.ioloop import IOLoop
+
+    loop = IOLoop()
+    samples: list[tuple[float, str]] = []
+    sessions: list[Any] = []
+    commands: list[str] = []
+    threading.Thread(target=lambda: commands.extend(line.strip() for line in sys.stdin),
+                     daemon=True).start()
+
+    def pump(seconds: float) -> None:
+        loop.call_later(seconds, loop.stop)
+        loop.start()
+
+    def watcher(model: Any) -> Any:
+        last = [model.text]
+
+        def pred() -> bool:
+            if model.text != last[0]:
+                last[0] = model.text
+                samples.append((time.time(), last[0]))
+            return False
+        return pred
+
+    for i, n in enumerate(stages):
+        if i:
+            while not commands:
+                pump(0.2)
+            commands.pop(0)
+        for _ in range(n):
+            s = pull_session(url=url, io_loop=loop)
+            model = next(m for m in s.document.models if _LABEL in str(getattr(m, "text", "")))
+            s.document.callbacks.send_event(DocumentReady())  # Panel runs onload callbacks on it
+            s._connection._until_predicate = watcher(model)
+            loop.add_callback(s._connection._next)
+            sessions.append(s)
+            print(f"opened {len(sessions)}", flush=True)
+            pump(0.2)
+        pump(3.0)  # let the new sessions catch up before the stage is measured
+        print(f"ready {len(sessions)}", flush=True)
+    while "stop" not in commands:
+        pump(0.2)
+    out.write_text(json.dumps(samples))
+    for s in sessions:
+        with suppress(Exception):
+            s.close()
+
+
+# -- the benchmark ----------------------------------------------------------------------------------
+def _latencies(samples: list[tuple[float, str]], received: dict[int, float],
+               window: tuple[float, float]) -> list[float]:
+    out = []
+    for t, text in samples:
+        if not window[0] <= t <= window[1]:
+            continue
+        k = parse_shown_price(text)
+        if k is not None and k in received:
+            out.append((t - received[k]) * 1000)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+@contextmanager
+def _stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Proc, str, Observer]]:
+    capture = tmp / "probe.jsonl"
+    write_probe_capture(capture, seconds, rate_hz)
+    ex = spawn("-m", "quantpanel", "exchange", "--data", str(capture), "--speed", "1",
+                "--rebase-to-now", "--free-run")
+    server = observer = None
+    try:
+        url = ex.wait_line(r"exchange listening on (\S+)", 60).group(1)
+        observer = Observer(url)
+        port = free_port()
+        cfg = tmp / "config.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "symbols": list(SYMBOLS), "source": "live",
+            "feed": {"ws_url": url, "rest_url": url.replace("ws://", "http://").rsplit("/", 1)[0]},
+            "storage": {"db_path": str(tmp / "push.db"), "replay_db_path": str(tmp / "replay.db")},
+            "alerts": {"rules": []},
+        }))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTPANEL_")}
+        server = spawn("-m", "quantpanel", "--config", str(cfg), "serve", "--port", str(port), env=env)
+        server.wait_line(r"quantpanel serving on", 60)
+        wait_http(f"http://127.0.0.1:{port}/static/js/bokeh.min.js", 60)
+        yield ex, server, f"http://127.0.0.1:{port}/", observer
+    finally:
+        if observer:
+            observer.stop()
+        for p in (server, ex):
+            if p:
+                p.stop()
+
+
+def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int = 2,
+                   measure_s: float = 10.0, rate_hz: float = 20.0,
+                   open_timeout_s: float = 30.0) -> dict[str, Any]:
+    """Latency p50/p99 and server CPU per session for each session count in ``counts``."""
+    res: dict[str, Any] = {"data": f"simulated probe trades, {rate_hz:g}/s per symbol x {len(SYMBOLS)}",
+                           "measure_s": measure_s, "sessions": {}}
+    with tempfile.TemporaryDirectory(prefix="qp-push-") as tmp_, \
+            _stack(Path(tmp_), rate_hz, 60 + measure_s * (len(counts) + 1) * 3 + 600) as (ex, server, url, obs):
+        tmp = Path(tmp_)
+        pid = server.proc.pid
+        pages: Pages | None = None
+        try:
+            pages = Pages() if Path(CHROMIUM).exists() else None
+        except ImportError:
+            pages = None
+        res["chromium"] = pages is not None
+        try:
+            # `quantpanel serve` starts ingesting with the server: first, ingest alone, no session
+            deadline = time.monotonic() + 60
+            while len(obs.received) < rate_hz * 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(3)
+            c0, w0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(measure_s / 2)
+            idle_cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
+            res["server_cpu_no_session_pct"] = round(idle_cpu * 100, 1)
+
+            n_pages = [min(n, chromium_pages) if pages else 0 for n in counts]
+            n_clients = [n - p for n, p in zip(counts, n_pages)]
+            stages = [n_clients[0]] + [b - a for a, b in zip(n_clients, n_clients[1:])]
+            clients = None
+            if any(n_clients):
+                clients = spawn("-m", "quantpanel.bench.push", "clients", url,
+                                 ",".join(map(str, stages)), str(tmp / "clients.json"))
+            windows = []
+            opened_pages = 0
+            for i, n in enumerate(counts):
+                t_open = time.monotonic()
+                try:
+                    while pages and opened_pages < n_pages[i]:
+                        pages.open(url)
+                        opened_pages += 1
+                    if clients:
+                        if i:
+                            clients.send("next")
+                        clients.wait_line(rf"^ready {n_clients[i]}$", open_timeout_s + 5 * stages[i])
+                except RuntimeError:  # the server could not take this many sessions in time
+                    opened = [int(x.split()[1]) for x in clients.lines if x.startswith("opened ")] if clients else []
+                    res["sessions"][str(n)] = {
+                        "error": f"only {opened_pages + max(opened, default=0)} of {n} sessions "
+                                 f"opened within {time.monotonic() - t_open:.0f} s",
+                        "open_s": round(time.monotonic() - t_open, 1)}
+                    break
+                open_s = time.monotonic() - t_open
+                if pages:
+                    pages.idle(1.0)
+                c0, w0, wall0 = cpu_seconds(pid), time.monotonic(), time.time()
+                (pages.idle if pages else time.sleep)(measure_s - 1.5)
+                cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
+                windows.append((wall0, time.time()))
+                res["sessions"][str(n)] = {
+                    "chromium_pages": n_pages[i], "client_sessions": n_clients[i],
+                    "open_s": round(open_s, 2),
+                    "server_cpu_pct": round(cpu * 100, 1),
+                    "server_cpu_per_session_pct": round((cpu - idle_cpu) * 100 / n, 2),
+                    "loadavg": os.getloadavg()[0],
+                }
+            page_samples = pages.samples() if pages else []
+            client_samples: list[tuple[float, str]] = []
+            if clients:
+                clients.send("stop")
+                with suppress(subprocess.TimeoutExpired):
+                    clients.proc.wait(120)
+                if (tmp / "clients.json").exists():
+                    client_samples = [tuple(s) for s in json.loads((tmp / "clients.json").read_text())]
+            measured = [(n, r) for n, r in res["sessions"].items() if "error" not in r]
+            for (n, r), win in zip(measured, windows):
+                lat_pages = _latencies(page_samples, obs.received, win)
+                lat_clients = _latencies(client_samples, obs.received, win)
+                both = lat_pages + lat_clients
+                r.update({
+                    "samples": len(both),
+                    "latency_p50_ms": _round(_pct(both, 0.5)), "latency_p90_ms": _round(_pct(both, 0.9)),
+                    "latency_p99_ms": _round(_pct(both, 0.99)), "latency_max_ms": _round(_pct(both, 1.0)),
+                    "chromium_p50_ms": _round(_pct(lat_pages, 0.5)),
+                    "chromium_p99_ms": _round(_pct(lat_pages, 0.99)),
+                })
+        finally:
+            if pages:
+                pages.close()
+    return res
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+def format_push(r: dict[str, Any]) -> str:
+    lines = [f"push: tick -> browser document ({r['data']}; server CPU ingesting with no session "
+             f"{r['server_cpu_no_session_pct']} %)"]
+    for n, s in r["sessions"].items():
+        if "error" in s:
+            lines.append(f"  {n:>2} sessions: not measured: {s['error']}")
+            continue
+        lines.append(
+            f"  {n:>2} sessions ({s['chromium_pages']} chromium + {s['client_sessions']} client)"
+            f"  p50 {s['latency_p50_ms']} ms  p90 {s['latency_p90_ms']} ms  p99 {s['latency_p99_ms']} ms"
+            f"  (chromium p99 {s['chromium_p99_ms']} ms)  server CPU {s['server_cpu_pct']} %,"
+            f" {s['server_cpu_per_session_pct']} % per session, {s['samples']} samples, opened in {s['open_s']} s")
+    return "\n".join(lines)
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["clients"]:
+        client_sessions(argv[1], [int(x) for x in argv[2].split(",")], Path(argv[3]))
+        return 0
+    print(format_push(run_push_bench()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
