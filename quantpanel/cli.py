@@ -84,7 +84,10 @@ def _serve(args: argparse.Namespace) -> int:
     # ingestion starts with the server (it records with no browser open), not with the first tab
     server.io_loop.add_callback(lambda: get_hub(cfg))
     server.start()
-    server.io_loop.start()
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        print("quantpanel stopped", flush=True)
     return 0
 
 

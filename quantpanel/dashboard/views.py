@@ -293,13 +293,12 @@ class Dashboard(Viewer):
         tab = self.tabs.active
         if tab == 0:
             views = list(self._views.values())
-            if any(v.behind() for v in views):
-                # one model-graph recompute for all the charts refreshed (HoloViews freezes the
-                # document and recomputes it per plot otherwise: a session's main cost)
-                with pn.state.curdoc.models.freeze() if pn.state.curdoc else nullcontext():
-                    for view in views:
-                        view.pull()
-            else:  # cards only
+            doc = pn.state.curdoc
+            # Charts to refresh: one model-graph recompute for all of them (HoloViews freezes the
+            # document and recomputes it per plot otherwise: a session's main cost). Cards only:
+            # no freeze (leaving one recomputes the whole document).
+            charts = doc is not None and any(v.behind() for v in views)
+            with doc.models.freeze() if charts else nullcontext():
                 for view in views:
                     view.pull()
         elif tab == 1:
