@@ -161,3 +161,19 @@ def test_live_push_coalesces_wakes_and_throttles_pulls(monkeypatch):
     assert push.wake() and not doc.next_tick and not doc.timeouts
     doc.destroyed = True
     assert push.wake() is False  # the hub drops it
+
+
+def test_beyond_full_rate_sessions_pushes_and_charts_slow_down_cards_stay_live(hub):
+    assert hub.config.dashboard.full_rate_sessions == 4 and hub.load() == 1
+    unsubs = [hub.subscribe(lambda: True) for _ in range(9)]
+    assert hub.load() == 3  # 9 sessions, 4 at full rate: each at a third of the rate
+    hub.apply(BarUpdate(tuple(bar(t, 100 + t) for t in range(3)), (bar(3, 110, closed=False),)))
+    view = SymbolView(hub, symbol="BTCUSDT", timeframe="1s")
+    assert view.pull(charts=False) == 3  # a new view fills its chart at once
+    hub.apply(BarUpdate((bar(3, 103),), (bar(4, 120, closed=False),)))
+    assert view.pull(charts=False) == 0 and view.behind()  # the chart waits ...
+    assert view.last.value == 120  # ... the price card does not
+    assert view.pull() == 1 and not view.behind()
+    for u in unsubs:
+        u()
+    assert hub.load() == 1

@@ -325,7 +325,7 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
                     if clients:
                         if i:
                             clients.send("next")
-                        clients.wait_line(rf"^ready {n_clients[i]}$", open_timeout_s + 5 * stages[i])
+                        clients.wait_line(rf"^ready {n_clients[i]}$", open_timeout_s + 8 * stages[i])
                 except RuntimeError:  # the server could not take this many sessions in time
                     opened = [int(x.split()[1]) for x in clients.lines if x.startswith("opened ")] if clients else []
                     res["sessions"][str(n)] = {

@@ -152,6 +152,13 @@ class Hub:
     def sessions_subscribed(self) -> int:
         return len(self._wakes)
 
+    def load(self) -> int:
+        """1 while the live sessions are at most ``dashboard.full_rate_sessions``; beyond, the
+        factor by which each session's live pushes and chart refreshes slow down, so one server
+        process keeps up with all of them (a chart refresh costs tens of ms per session)."""
+        full = self.config.dashboard.full_rate_sessions
+        return max(1, -(-len(self._wakes) // full)) if full else 1
+
     def since(self, symbol: str, timeframe: str, seq: int | None) -> SeriesDelta:
         """Bars closed after ``seq`` (all buffered ones when ``seq`` is None or too old)."""
         s = self._series.get((symbol, timeframe))
@@ -159,6 +166,10 @@ class Hub:
             return SeriesDelta([], None, 0, seq is None)
         closed, reset = s.log.since(seq)
         return SeriesDelta(closed, s.forming, s.log.seq, reset)
+
+    def forming(self, symbol: str, timeframe: str) -> Bar | None:
+        s = self._series.get((symbol, timeframe))
+        return s.forming if s else None
 
     def closed_bars(self, symbol: str, timeframe: str) -> list[Bar]:
         s = self._series.get((symbol, timeframe))

@@ -76,8 +76,12 @@ class SymbolView(Viewer):
         """Bars closed since the last pull: the next pull refreshes the chart."""
         return self._seq is None or self._hub.seq(self.symbol, self.timeframe) != self._seq
 
-    def pull(self) -> int:
-        """Catch up with the hub; returns the number of closed bars sent."""
+    def pull(self, *, charts: bool = True) -> int:
+        """Catch up with the hub; returns the number of closed bars sent. ``charts=False``:
+        the cards only (the closed bars wait for a later pull)."""
+        if not charts and self._seq is not None:
+            self._update_cards(self._hub.forming(self.symbol, self.timeframe))
+            return 0
         d = self._hub.since(self.symbol, self.timeframe, self._seq)
         tf_ms = timeframe_ms(self.timeframe)
         if d.reset:
@@ -156,15 +160,17 @@ class StatusStrip(Viewer):
 
 
 class LivePush:
-    """Runs ``pull`` in ``doc`` soon after the hub wakes it, at most once per ``min_s``.
+    """Runs ``pull`` in ``doc`` soon after the hub wakes it, at most once per ``min_s`` times the
+    server's ``load`` (1 while it serves at full rate).
 
     ``wake`` is called on the event loop outside any session: it only schedules (one pending
     callback at a time, so a burst of updates costs one pull) and reports whether the session is
     still alive, so the hub drops destroyed ones.
     """
 
-    def __init__(self, doc: Any, pull: Callable[[], None], min_s: float) -> None:
-        self.doc, self.pull, self.min_s = doc, pull, min_s
+    def __init__(self, doc: Any, pull: Callable[[], None], min_s: float,
+                 load: Callable[[], int] = lambda: 1) -> None:
+        self.doc, self.pull, self.min_s, self.load = doc, pull, min_s, load
         self.pending = False
         self.last = 0.0
         self.pulls = 0
@@ -181,7 +187,7 @@ class LivePush:
         if self.pending or session is None or session.connection_count == 0:
             return True
         self.pending = True
-        wait_ms = (self.last + self.min_s - time.monotonic()) * 1000
+        wait_ms = (self.last + self.min_s * self.load() - time.monotonic()) * 1000
         if wait_ms > 1:
             self.doc.add_timeout_callback(self._run, wait_ms)
         else:
@@ -230,6 +236,7 @@ class Dashboard(Viewer):
         )
         self._callback = None
         self._live: LivePush | None = None
+        self._last_charts = 0.0
         self._pulls = 0
         self._sync_views()
         market = pn.Column(pn.Row(*self.bar_downloads), self._charts, sizing_mode="stretch_width")
@@ -285,7 +292,7 @@ class Dashboard(Viewer):
             self._callback = pn.state.add_periodic_callback(self.pull, period=cfg.push_interval_ms)
             doc = pn.state.curdoc
             if cfg.live_push_ms and doc is not None and doc.session_context is not None:
-                self._live = LivePush(doc, self.pull_live, cfg.live_push_ms / 1000)
+                self._live = LivePush(doc, self.pull_live, cfg.live_push_ms / 1000, self._hub.load)
                 self._live.unsubscribe = self._hub.subscribe(self._live.wake)
 
     def pull_live(self) -> None:
@@ -296,11 +303,15 @@ class Dashboard(Viewer):
             doc = pn.state.curdoc
             # Charts to refresh: one model-graph recompute for all of them (HoloViews freezes the
             # document and recomputes it per plot otherwise: a session's main cost). Cards only:
-            # no freeze (leaving one recomputes the whole document).
-            charts = doc is not None and any(v.behind() for v in views)
+            # no freeze (leaving one recomputes the whole document). Under load, charts refresh
+            # at most every `load` seconds (cards stay live).
+            due = time.monotonic() - self._last_charts >= self._hub.load() - 1
+            charts = doc is not None and due and any(v.behind() for v in views)
             with doc.models.freeze() if charts else nullcontext():
                 for view in views:
-                    view.pull()
+                    view.pull(charts=due)
+            if charts:
+                self._last_charts = time.monotonic()
         elif tab == 1:
             self.pair.pull()
 
