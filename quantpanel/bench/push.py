@@ -351,8 +351,10 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
             client_samples: list[tuple[float, str]] = []
             if clients:
                 clients.send("stop")
+                stuck = any("error" in r for r in res["sessions"].values())  # still opening one
                 with suppress(subprocess.TimeoutExpired):
-                    clients.proc.wait(120)
+                    clients.proc.wait(20 if stuck else 120)
+                clients.stop()
                 if (tmp / "clients.json").exists():
                     client_samples = [tuple(s) for s in json.loads((tmp / "clients.json").read_text())]
             measured = [(n, r) for n, r in res["sessions"].items() if "error" not in r]
