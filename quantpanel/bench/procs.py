@@ -9,10 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Proc", "spawn", "free_port", "cpu_seconds", "wait_http"]
+__all__ = ["Proc", "spawn", "free_port", "cpu_seconds", "wait_http", "served_app"]
 
 
 def free_port() -> int:
@@ -89,3 +91,33 @@ def wait_http(url: str, timeout: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+@contextmanager
+def served_app(tmp: Path, data: Path, symbols: Sequence[str], *exchange_args: str) -> Iterator[tuple[Proc, Proc, str, str]]:
+    """`quantpanel exchange` replaying ``data`` and `quantpanel serve` ingesting it live (config
+    and databases in ``tmp``, no alert rules), both as processes; yields (exchange, server,
+    exchange stream URL, app URL) and stops both."""
+    import yaml
+
+    ex = spawn("-m", "quantpanel", "exchange", "--data", str(data), *exchange_args)
+    server = None
+    try:
+        url = ex.wait_line(r"exchange listening on (\S+)", 60).group(1)
+        port = free_port()
+        cfg = tmp / "config.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "symbols": list(symbols), "source": "live",
+            "feed": {"ws_url": url, "rest_url": url.replace("ws://", "http://").rsplit("/", 1)[0]},
+            "storage": {"db_path": str(tmp / "app.db"), "replay_db_path": str(tmp / "replay.db")},
+            "alerts": {"rules": []},
+        }))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTPANEL_")}
+        server = spawn("-m", "quantpanel", "--config", str(cfg), "serve", "--port", str(port), env=env)
+        server.wait_line(r"quantpanel serving on", 60)
+        wait_http(f"http://127.0.0.1:{port}/static/js/bokeh.min.js", 60)
+        yield ex, server, url, f"http://127.0.0.1:{port}/"
+    finally:
+        for p in (server, ex):
+            if p:
+                p.stop()

@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
-from quantpanel.bench.procs import Proc, cpu_seconds, free_port, spawn, wait_http
+from quantpanel.bench.procs import Proc, cpu_seconds, served_app, spawn
 
 __all__ = ["run_push_bench", "probe_price", "parse_shown_price"]
 
@@ -253,31 +252,12 @@ def _pct(values: list[float], q: float) -> float | None:
 def _stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Proc, str, Observer]]:
     capture = tmp / "probe.jsonl"
     write_probe_capture(capture, seconds, rate_hz)
-    ex = spawn("-m", "quantpanel", "exchange", "--data", str(capture), "--speed", "1",
-                "--rebase-to-now", "--free-run")
-    server = observer = None
-    try:
-        url = ex.wait_line(r"exchange listening on (\S+)", 60).group(1)
-        observer = Observer(url)
-        port = free_port()
-        cfg = tmp / "config.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "symbols": list(SYMBOLS), "source": "live",
-            "feed": {"ws_url": url, "rest_url": url.replace("ws://", "http://").rsplit("/", 1)[0]},
-            "storage": {"db_path": str(tmp / "push.db"), "replay_db_path": str(tmp / "replay.db")},
-            "alerts": {"rules": []},
-        }))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTPANEL_")}
-        server = spawn("-m", "quantpanel", "--config", str(cfg), "serve", "--port", str(port), env=env)
-        server.wait_line(r"quantpanel serving on", 60)
-        wait_http(f"http://127.0.0.1:{port}/static/js/bokeh.min.js", 60)
-        yield ex, server, f"http://127.0.0.1:{port}/", observer
-    finally:
-        if observer:
+    with served_app(tmp, capture, SYMBOLS, "--speed", "1", "--rebase-to-now", "--free-run") as (ex, server, ws, url):
+        observer = Observer(ws)
+        try:
+            yield ex, server, url, observer
+        finally:
             observer.stop()
-        for p in (server, ex):
-            if p:
-                p.stop()
 
 
 def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int = 2,

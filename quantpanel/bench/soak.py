@@ -8,15 +8,13 @@ watches. The server's RSS is sampled from /proc; growth is measured from the end
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from quantpanel.bench.procs import free_port, spawn, wait_http
+from quantpanel.bench.procs import served_app, spawn
 from quantpanel.feeds.recording import load_recording
 
 __all__ = ["run_soak", "rss_mib"]
@@ -35,35 +33,19 @@ def run_soak(data: Path, *, minutes: float = 30.0, rate: float = 2_000.0,
     speed = rate / (len(rec.trades) / (rec.span_ms() / 1000))
     with tempfile.TemporaryDirectory(prefix="qp-soak-") as tmp_:
         tmp = Path(tmp_)
-        ex = spawn("-m", "quantpanel", "exchange", "--data", str(data), "--speed", f"{speed:.3f}",
-                   "--loop", "--rebase-to-now", "--free-run")
-        server = client = None
-        try:
-            url = ex.wait_line(r"exchange listening on (\S+)", 60).group(1)
-            port = free_port()
-            cfg = tmp / "config.yaml"
-            cfg.write_text(yaml.safe_dump({
-                "symbols": list(rec.symbols), "source": "live",
-                "feed": {"ws_url": url, "rest_url": url.replace("ws://", "http://").rsplit("/", 1)[0]},
-                "storage": {"db_path": str(tmp / "soak.db"), "replay_db_path": str(tmp / "replay.db")},
-                "alerts": {"rules": []},
-            }))
-            env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTPANEL_")}
-            server = spawn("-m", "quantpanel", "--config", str(cfg), "serve", "--port", str(port), env=env)
-            wait_http(f"http://127.0.0.1:{port}/static/js/bokeh.min.js", 60)
-            client = spawn("-m", "quantpanel.bench.push", "clients", f"http://127.0.0.1:{port}/", "1",
-                           str(tmp / "samples.json"))
-            client.wait_line(r"^ready 1$", 180)
-            started = time.monotonic()
-            samples: list[tuple[float, float]] = []
-            while (elapsed := time.monotonic() - started) < minutes * 60:
-                samples.append((round(elapsed, 1), round(rss_mib(server.proc.pid), 1)))
-                time.sleep(min(sample_s, max(0.1, minutes * 60 - elapsed)))
-            samples.append((round(time.monotonic() - started, 1), round(rss_mib(server.proc.pid), 1)))
-        finally:
-            for p in (client, server, ex):
-                if p:
-                    p.stop()
+        with served_app(tmp, data, rec.symbols, "--speed", f"{speed:.3f}", "--loop", "--rebase-to-now",
+                        "--free-run") as (_, server, _, url):
+            client = spawn("-m", "quantpanel.bench.push", "clients", url, "1", str(tmp / "samples.json"))
+            try:
+                client.wait_line(r"^ready 1$", 180)
+                started = time.monotonic()
+                samples: list[tuple[float, float]] = []
+                while (elapsed := time.monotonic() - started) < minutes * 60:
+                    samples.append((round(elapsed, 1), round(rss_mib(server.proc.pid), 1)))
+                    time.sleep(min(sample_s, max(0.1, minutes * 60 - elapsed)))
+                samples.append((round(time.monotonic() - started, 1), round(rss_mib(server.proc.pid), 1)))
+            finally:
+                client.stop()
     warm = next(r for t, r in samples if t >= minutes * 60 * warmup_fraction)
     end = samples[-1][1]
     return {"data": f"{rec.source} (real trades, looped at x{speed:.1f})", "minutes": minutes,
