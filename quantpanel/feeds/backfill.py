@@ -39,6 +39,16 @@ class ShortFill(Exception):
         self.ticks = ticks
 
 
+@dataclass(eq=False)
+class _Fill:
+    """One gap being filled, held in the stream where it was seen. Identity, not value: a
+    reconnect while a probe is in flight probes the same range again (an equal ``Gap``), and each
+    fill keeps its own trades (one overwriting the other lost the first's reach)."""
+
+    gap: Gap
+    ticks: list[Tick] | None = None
+
+
 @dataclass
 class BackfillStats:
     gaps: int = 0
@@ -64,9 +74,8 @@ class Backfill:
         self.max_hold_s = max_hold_s
         self.sequencer = Sequencer(last_ids)
         self.stats = BackfillStats()
-        self._held: list[list[Tick] | Gap] = []
-        self._pending: deque[Gap] = deque()
-        self._filled: dict[Gap, list[Tick]] = {}
+        self._held: list[list[Tick] | _Fill] = []
+        self._pending: deque[_Fill] = deque()
         self._task: asyncio.Task[None] | None = None
         self._meta = (0, 0)  # received_ms, event_ms of the newest batch
 
@@ -114,24 +123,26 @@ class Backfill:
         if not self._held:
             self.stats.holds += 1
             self._hold_started = time.monotonic()
-        self._held.append(gap)
-        self._pending.append(gap)
+        fill = _Fill(gap)
+        self._held.append(fill)
+        self._pending.append(fill)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="backfill")
 
     async def _run(self) -> None:
         while self._pending:
-            gap = self._pending.popleft()
+            fill = self._pending.popleft()
+            gap = fill.gap
             budget = self.max_hold_s - (time.monotonic() - self._hold_started) if self._held else None
             try:
                 if budget is not None and budget <= 0:
                     raise TimeoutError
-                ticks = await asyncio.wait_for(self._fetch(gap), budget)
+                ticks = await asyncio.wait_for(self._fetch(fill), budget)
             except TimeoutError:
                 if self._held:  # keep the live stream moving; finish this gap in the background
                     log.warning("backfill of %s %d..%d exceeds %.0f s: releasing the live stream",
                                 gap.symbol, gap.first, gap.last, self.max_hold_s)
-                    self._pending.appendleft(gap)
+                    self._pending.appendleft(fill)
                     self._release()
                     continue
                 ticks = None
@@ -150,8 +161,8 @@ class Backfill:
                           self.stats.last_error or "timeout")
                 ticks = []
             self.stats.trades_filled += len(ticks)
-            if gap in self._held:
-                self._filled[gap] = ticks
+            if fill in self._held:
+                fill.ticks = ticks
             elif ticks:  # the stream went on without it: store, then rebuild the bars it touches
                 self.stats.trades_late += len(ticks)
                 if self.store_late:
@@ -160,15 +171,16 @@ class Backfill:
                     self.on_filled(gap.symbol, ticks[0].time)
         self._release()
 
-    async def _fetch(self, gap: Gap) -> list[Tick]:
+    async def _fetch(self, fill: _Fill) -> list[Tick]:
         """The gap's trades. A known gap (ids first..last) the server cannot fully serve yet (its
         REST view can lag the stream) is asked again, backing off; still short after
         ``_SHORT_RETRIES``, it raises ``ShortFill`` with what it got."""
         assert self.rest is not None
+        gap = fill.gap
         out: list[Tick] = []
         nxt = gap.first
         short = 0
-        while nxt <= (last := self._upper(gap)):
+        while nxt <= (last := self._upper(fill)):
             page = await self.rest.agg_trades(gap.symbol, nxt, min(1000, last - nxt + 1))
             full = len(page) >= min(1000, last - nxt + 1)
             page = [t for t in page if nxt <= t.agg_id <= last]
@@ -192,12 +204,13 @@ class Backfill:
             seq = self.sequencer.last
             seq[gap.symbol] = max(seq.get(gap.symbol, -1), out[-1].agg_id)
 
-    def _upper(self, gap: Gap) -> int:
+    def _upper(self, fill: _Fill) -> int:
         """A gap's last id; a probe's ends below the first live tick held since (the stream took
         over from there)."""
+        gap = fill.gap
         if gap.last != _OPEN_END:
             return gap.last
-        after = self._held[self._held.index(gap) + 1:] if gap in self._held else []
+        after = self._held[self._held.index(fill) + 1:] if fill in self._held else []
         for item in after:
             if isinstance(item, list):
                 for t in item:
@@ -215,10 +228,10 @@ class Backfill:
         top: dict[str, int] = {}  # a probe's trades and held live ticks may overlap: ids must rise
         filled: dict[str, int] = {}  # per symbol, the time of its first filled trade
         for item in held:
-            if isinstance(item, Gap) and self._filled.get(item):
-                first = self._filled[item][0]
+            if isinstance(item, _Fill) and item.ticks:
+                first = item.ticks[0]
                 filled[first.symbol] = min(filled.get(first.symbol, first.time), first.time)
-            for t in self._filled.pop(item, ()) if isinstance(item, Gap) else item:
+            for t in (item.ticks or ()) if isinstance(item, _Fill) else item:
                 if t.agg_id > top.get(t.symbol, -1):
                     top[t.symbol] = t.agg_id
                     out.append(t)

@@ -160,6 +160,39 @@ async def test_a_gap_rest_serves_short_is_asked_again_and_never_passed_off_as_fi
         assert bf.stats.gaps_unfilled == 1 and "ids 5..11 not served" in bf.stats.last_error
 
 
+class GatedRest:
+    """Serves every id of ``ticks``; the first request waits for ``gate``."""
+
+    def __init__(self, ticks: list[Tick]) -> None:
+        self.ticks, self.gate, self.requests = ticks, asyncio.Event(), 0
+
+    async def agg_trades(self, symbol: str, from_id: int, limit: int) -> list[Tick]:
+        self.requests += 1
+        if self.requests == 1:
+            await self.gate.wait()
+        return [x for x in self.ticks if x.symbol == symbol and from_id >= 0 and x.agg_id >= from_id][:limit]
+
+
+async def test_two_probes_of_the_same_range_are_two_fills():
+    """A reconnect while the previous probe is still in flight probes the same range again (the
+    same Gap value). Each keeps its own trades: the first probe's reach beyond the live ticks held
+    since must not be overwritten by the second's shorter one (the served-app soak lost ids so)."""
+    ticks = [t("A", a, 1000 + a) for a in range(11, 31)]
+    rest = GatedRest(ticks)
+    out: list[Tick] = []
+    bf = Backfill(rest, lambda b: out.extend(b.ticks), last_ids={"A": 10}, max_hold_s=30)  # type: ignore[arg-type]
+    bf.probe()  # connect: ids 11.. (its REST request is slow)
+    await asyncio.sleep(0.05)
+    bf.probe()  # a reconnect before any live tick: the same range again, the first in flight
+    bf.on_batch(TickBatch(tuple(ticks[9:15]), 0, 0))  # live 20..25: the gap 11..19 shows
+    rest.gate.set()  # the first probe's answer reaches 30, beyond the live ticks held
+    await asyncio.sleep(0.05)
+    bf.on_batch(TickBatch(tuple(ticks[15:]), 0, 0))  # live 26..30
+    await bf.drain(10)
+    assert [x.agg_id for x in out] == list(range(11, 31))
+    assert bf.stats.gaps_unfilled == 0
+
+
 def test_rebuild_since_restores_the_bars_of_a_late_fill(tmp_path, usdm_ticks):
     btc = [x for x in usdm_ticks if x.symbol == "BTCUSDT"]
     hole = set(range(8000, 9000))
