@@ -31,6 +31,14 @@ _OPEN_END = 2**62  # a probe's gap: everything after the last id
 _SHORT_RETRIES = 6  # a known gap the server serves short: asked again for 0.1+0.2+...+3.2 s
 
 
+def _consecutive(page: list[Tick], first: int) -> list[Tick]:
+    """The leading run of ``page`` with ids ``first, first + 1, ...``."""
+    k = 0
+    while k < len(page) and page[k].agg_id == first + k:
+        k += 1
+    return page if k == len(page) else page[:k]
+
+
 class ShortFill(Exception):
     """REST did not serve every id of a known gap; ``ticks`` holds what it did serve."""
 
@@ -174,29 +182,39 @@ class Backfill:
     async def _fetch(self, fill: _Fill) -> list[Tick]:
         """The gap's trades. A known gap (ids first..last) the server cannot fully serve yet (its
         REST view can lag the stream) is asked again, backing off; still short after
-        ``_SHORT_RETRIES``, it raises ``ShortFill`` with what it got."""
+        ``_SHORT_RETRIES``, it raises ``ShortFill`` with what it got. Ids are taken in unbroken
+        runs only: a probe stops at a hole in an answer (the stream's next tick then shows the
+        rest as a known gap), and a known gap skips a hole the server keeps, reporting it."""
         assert self.rest is not None
         gap = fill.gap
         out: list[Tick] = []
+        holes: list[str] = []
         nxt = gap.first
         short = 0
         while nxt <= (last := self._upper(fill)):
             page = await self.rest.agg_trades(gap.symbol, nxt, min(1000, last - nxt + 1))
             full = len(page) >= min(1000, last - nxt + 1)
             page = [t for t in page if nxt <= t.agg_id <= last]
-            if page:
-                out.extend(page)
-                nxt = page[-1].agg_id + 1
+            run = _consecutive(page, nxt)
+            if run:
+                out.extend(run)
+                nxt = run[-1].agg_id + 1
             if last == _OPEN_END:
-                if not page or not full:  # a probe caught up with the server
+                if not run or not full or len(run) < len(page):  # caught up, or a hole
                     break
-            elif not page:  # ids the stream proved exist, not on the REST endpoint (yet)
-                if short == _SHORT_RETRIES:
-                    self._mark(gap, out)
-                    raise ShortFill(f"{gap.symbol} ids {nxt}..{last} not served by REST", out)
-                await asyncio.sleep(0.1 * 2**short)
-                short += 1
+            elif not run:  # ids the stream proved exist, not on the REST endpoint (yet)
+                if short < _SHORT_RETRIES:
+                    await asyncio.sleep(0.1 * 2**short)
+                    short += 1
+                elif page:  # a hole the server keeps: skip it, report it
+                    holes.append(f"{nxt}..{page[0].agg_id - 1}")
+                    nxt, short = page[0].agg_id, 0
+                else:
+                    holes.append(f"{nxt}..{last}")
+                    break
         self._mark(gap, out)
+        if holes:
+            raise ShortFill(f"{gap.symbol} ids {', '.join(holes)} not served by REST", out)
         return out
 
     def _mark(self, gap: Gap, out: list[Tick]) -> None:

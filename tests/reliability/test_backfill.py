@@ -193,6 +193,21 @@ async def test_two_probes_of_the_same_range_are_two_fills():
     assert bf.stats.gaps_unfilled == 0
 
 
+async def test_a_rest_answer_with_a_hole_is_used_up_to_the_hole_and_the_hole_reported():
+    """REST pages are consecutive ids on Binance; one that skips an id must not pass the ids above
+    the hole off as filled (their live copies would then be dropped as repeats)."""
+    ticks = [t("A", a, 1000 + a) for a in range(11, 31)]
+    rest = LaggingRest([x for x in ticks if x.agg_id != 15], known=30, step=0)
+    out: list[Tick] = []
+    bf = Backfill(rest, lambda b: out.extend(b.ticks), last_ids={"A": 10}, max_hold_s=30)  # type: ignore[arg-type]
+    bf.probe()  # brings 11..14 and stops at the hole
+    await asyncio.sleep(0.05)
+    bf.on_batch(TickBatch(tuple(ticks[10:]), 0, 0))  # live 21..30: the gap 15..20 shows
+    await bf.drain(20)
+    assert [x.agg_id for x in out] == [a for a in range(11, 31) if a != 15]
+    assert bf.stats.gaps_unfilled == 1 and "ids 15..15 not served" in bf.stats.last_error
+
+
 def test_rebuild_since_restores_the_bars_of_a_late_fill(tmp_path, usdm_ticks):
     btc = [x for x in usdm_ticks if x.symbol == "BTCUSDT"]
     hole = set(range(8000, 9000))
