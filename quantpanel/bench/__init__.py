@@ -60,7 +60,9 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
 def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minutes: float = 0.0) -> int:
     started = time.monotonic()
     r = run_bench(data, passes=1, runs=1, head=6_000) if quick else run_bench(data)
+    took = {"ingest_loopback": time.monotonic() - started}
     r["analytics"] = run_analytics_bench(scale=0.01 if quick else 1.0, runs=1 if quick else 3)
+    took["analytics"] = time.monotonic() - started - sum(took.values())
     if push:
         from quantpanel.bench.push import run_push_bench
 
@@ -69,10 +71,13 @@ def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minu
         p["max_cpu_per_session_pct"] = max((s["server_cpu_per_session_pct"] for s in p["sessions"].values()
                                             if "error" not in s), default=None)
         r["push"] = p
+        took["push"] = time.monotonic() - started - sum(took.values())
     if soak_minutes:
         from quantpanel.bench.soak import run_soak
 
         r["soak"] = run_soak(data, minutes=soak_minutes)
+        took["soak"] = time.monotonic() - started - sum(took.values())
+    r["section_seconds"] = {k: round(v, 1) for k, v in took.items()}
     r["targets"] = targets(r)
     r["bench_seconds"] = round(time.monotonic() - started, 1)
     if as_json:
@@ -90,6 +95,7 @@ def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minu
         parts.append("targets (2-core machine):")
         parts += [f"  {'met ' if t['met'] else ('MISSED' if t['met'] is False else 'n/a   ')} "
                   f"{t['figure']:<36} {t['target']:<36} measured {t['value']}" for t in r["targets"]]
-        parts.append(f"bench ran {r['bench_seconds']} s")
+        parts.append(f"bench ran {r['bench_seconds']} s ("
+                     + ", ".join(f"{k} {v:g} s" for k, v in r["section_seconds"].items()) + ")")
         print("\n".join(parts))
     return 0 if r["ingest_stored_all"] and r["loopback_lost"] == 0 else 1

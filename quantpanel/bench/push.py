@@ -174,8 +174,9 @@ def client_sessions(url: str, stages: list[int], out: Path) -> None:
     text) seen to ``out``.
 
     bokeh.client has no public multi-session loop: all sessions share one IOLoop, and each
-    connection's own read loop runs with a predicate (called after every message) that notes
-    price-card changes and never stops it.
+    connection is read by a plain loop of ours that applies every PATCH-DOC and notes price-card
+    changes. (Bokeh's own read loop recurses once per message: after a few hundred messages it
+    hits the recursion limit and stops reading, and the server then buffers for it forever.)
     """
     import panel.models  # noqa: F401  Panel's Bokeh models, to decode its documents
     import panel.models.tabulator  # noqa: F401
@@ -194,15 +195,14 @@ def client_sessions(url: str, stages: list[int], out: Path) -> None:
         loop.call_later(seconds, loop.stop)
         loop.start()
 
-    def watcher(model: Any) -> Any:
-        last = [model.text]
-
-        def pred() -> bool:
-            if model.text != last[0]:
-                last[0] = model.text
-                samples.append((time.time(), last[0]))
-            return False
-        return pred
+    async def read(connection: Any, model: Any) -> None:
+        last = model.text
+        while (message := await connection._pop_message()) is not None:
+            if message.msgtype == "PATCH-DOC":
+                connection._session._handle_patch(message)
+                if model.text != last:
+                    last = model.text
+                    samples.append((time.time(), last))
 
     for i, n in enumerate(stages):
         if i:
@@ -213,8 +213,7 @@ def client_sessions(url: str, stages: list[int], out: Path) -> None:
             s = pull_session(url=url, io_loop=loop)
             model = next(m for m in s.document.models if _LABEL in str(getattr(m, "text", "")))
             s.document.callbacks.send_event(DocumentReady())  # Panel runs onload callbacks on it
-            s._connection._until_predicate = watcher(model)
-            loop.add_callback(s._connection._next)
+            loop.add_callback(read, s._connection, model)
             sessions.append(s)
             print(f"opened {len(sessions)}", flush=True)
             pump(0.2)
