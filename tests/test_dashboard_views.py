@@ -177,3 +177,18 @@ def test_beyond_full_rate_sessions_pushes_and_charts_slow_down_cards_stay_live(h
     for u in unsubs:
         u()
     assert hub.load() == 1
+
+
+def test_charts_redraw_at_most_every_chart_refresh_ms_while_cards_stay_live(hub):
+    assert hub.config.dashboard.chart_refresh_ms == 1000
+    dash = Dashboard(hub)
+    view = dash._views["BTCUSDT"]
+    hub.apply(BarUpdate((bar(0, 100),), (bar(1, 105, closed=False),)))
+    dash.pull_live()
+    assert len(view.buffer.data) == 1 and view.last.value == 105
+    hub.apply(BarUpdate((bar(1, 101),), (bar(2, 120, closed=False),)))
+    dash.pull_live()  # within the second: the card moves, the chart waits
+    assert len(view.buffer.data) == 1 and view.behind() and view.last.value == 120
+    dash._last_charts -= 1.0  # a second later
+    dash.pull_live()
+    assert len(view.buffer.data) == 2 and not view.behind()

@@ -303,15 +303,16 @@ class Dashboard(Viewer):
             doc = pn.state.curdoc
             # Charts to refresh: one model-graph recompute for all of them (HoloViews freezes the
             # document and recomputes it per plot otherwise: a session's main cost). Cards only:
-            # no freeze (leaving one recomputes the whole document). Under load, charts refresh
-            # at most every `load` seconds (cards stay live).
-            due = time.monotonic() - self._last_charts >= self._hub.load() - 1
-            charts = doc is not None and due and any(v.behind() for v in views)
-            with doc.models.freeze() if charts else nullcontext():
+            # no freeze (leaving one recomputes the whole document). Charts redraw at most every
+            # `chart_refresh_ms`, times the load beyond full-rate sessions (cards stay live).
+            every = self._hub.config.dashboard.chart_refresh_ms / 1000 * self._hub.load()
+            now = time.monotonic()
+            charts = now - self._last_charts >= every and any(v.behind() for v in views)
+            with doc.models.freeze() if charts and doc is not None else nullcontext():
                 for view in views:
-                    view.pull(charts=due)
+                    view.pull(charts=charts)
             if charts:
-                self._last_charts = time.monotonic()
+                self._last_charts = now
         elif tab == 1:
             self.pair.pull()
 
