@@ -20,7 +20,8 @@ USER quantpanel
 VOLUME ["/data"]
 EXPOSE 5006
 
-# The same command as `make run` uses, bound to all interfaces, databases on the volume.
-CMD ["sh", "-c", "exec panel serve app.py --address 0.0.0.0 --port ${QP_PORT} --allow-websocket-origin ${QP_ALLOW_ORIGIN} --liveness --args --db-dir /data"]
+# The same command as `make run` uses, bound to all interfaces, databases on the volume; the
+# websocket message cap lets a storage.max_upload_mb (50 MB) upload through, base64-encoded.
+CMD ["sh", "-c", "exec panel serve app.py --address 0.0.0.0 --port ${QP_PORT} --allow-websocket-origin ${QP_ALLOW_ORIGIN} --websocket-max-message-size 70953642 --liveness --args --db-dir /data"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
     CMD python -c "import os,urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"QP_PORT\"]}/liveness', timeout=4)" || exit 1

@@ -61,6 +61,12 @@ def _symbols(text: str | None) -> list[str] | None:
 
 
 # -- serve --------------------------------------------------------------------------------------
+def websocket_max_message_bytes(cfg: Config) -> int:
+    """The server's websocket message cap: an upload travels base64-encoded in one message, so
+    let ``storage.max_upload_mb`` through (never below Bokeh's default, 20 MiB)."""
+    return max(20 * 2**20, int(cfg.storage.max_upload_mb * 2**20 * 4 / 3) + 2**20)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import panel as pn
 
@@ -76,8 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         f"{h}:{cfg.server.port}" for h in ("localhost", "127.0.0.1", cfg.server.host)]
     print(f"quantpanel serving on http://{cfg.server.host}:{cfg.server.port} "
           f"(source {cfg.source})", flush=True)
-    # uploads travel base64-encoded in one websocket message: let the configured cap through
-    max_message = max(20 * 2**20, int(cfg.storage.max_upload_mb * 2**20 * 4 / 3) + 2**20)
+    max_message = websocket_max_message_bytes(cfg)
     server = pn.serve(lambda: create_app(cfg), address=cfg.server.host, port=cfg.server.port,
                       websocket_origin=origins, show=False, title="quantpanel",
                       websocket_max_message_size=max_message, start=False)
