@@ -67,7 +67,7 @@ def test_buffer_is_bounded(hub):
 
 def test_bars_frame_has_candle_geometry_and_side():
     df = bars_frame([replace(bar(0, 10), open=9.0), replace(bar(1, 10), open=11.0)], 1000)
-    assert list(df.side) == ["up", "down"]
+    assert list(df.side) == [1.0, 0.0]  # up, down: a numeric colour-mapped column
     assert list(df.body_lo) == [9.0, 10.0] and list(df.body_hi) == [10.0, 11.0]
     assert (df.t1 - df.t0).dt.total_seconds().tolist() == [0.8, 0.8]
 

@@ -24,7 +24,7 @@ from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.replay_view import ReplayView, replay_clock
 from quantpanel.dashboard.strategy_view import StrategyView
-from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, candles, empty_bars_frame, volume
+from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, empty_bars_frame, live_candles
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.runtime import Status
 
@@ -45,14 +45,8 @@ class SymbolView(Viewer):
         # Closed bars only: each HoloViews refresh costs far more than the data, and ANALYTICS.md
         # leaves drawing the forming bar optional. Its live price is in the cards.
         self.buffer = hv.streams.Buffer(empty_bars_frame(), length=n, index=False)
-        price = hv.DynamicMap(candles, streams=[self.buffer])
-        vol = hv.DynamicMap(volume, streams=[self.buffer])
-        price = price.opts(hv.opts.Overlay(height=300, responsive=True, xaxis=None,
-                                          ylabel="price", title=f"{self.symbol}",
-                                          tools=["xwheel_zoom", "xpan"], active_tools=["xpan"]))
-        vol = vol.opts(height=140, responsive=True, ylabel="volume", xlabel="time (UTC)")
-        # Candles and volume share their time axis; panes of other symbols must not share y.
-        self._chart = pn.pane.HoloViews((price + vol).cols(1).opts(shared_axes=True),
+        # panes of other symbols must not share y
+        self._chart = pn.pane.HoloViews(live_candles(self.buffer, title=self.symbol),
                                         sizing_mode="stretch_width", linked_axes=False)
         fmt = "{value:,.6g}"
         self.last = pn.indicators.Number(label=f"{self.symbol} last", value=0.0, format=fmt,
