@@ -98,9 +98,9 @@ def live_candles(stream: hv.streams.Stream, *, title: str) -> hv.Layout:
     def draw_volume(data: pd.DataFrame) -> hv.Rectangles:
         return vol.clone(data)
 
-    # candles and volume share their time axis
-    return (hv.DynamicMap(draw_price, streams=[stream])
-            + hv.DynamicMap(draw_volume, streams=[stream])).cols(1).opts(shared_axes=True)
+    # Candles and volume share their time axis (a Layout's default). No .opts on the Layout: it
+    # would give the DynamicMaps option trees that are re-applied to every refresh's elements.
+    return (hv.DynamicMap(draw_price, streams=[stream]) + hv.DynamicMap(draw_volume, streams=[stream])).cols(1)
 
 
 # -- pair analytics -------------------------------------------------------------------------------
