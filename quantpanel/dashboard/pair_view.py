@@ -19,6 +19,7 @@ from quantpanel.dashboard.plots import (
     alert_markers,
     betas,
     corr_curve,
+    live,
     markers_frame,
     pair_frame,
     spread_curve,
@@ -80,15 +81,15 @@ class PairView(Viewer):
         zlines = hv.DynamicMap(thresholds, streams=[hv.streams.Params(self, ["entry", "exit"])])
         self.markers = hv.streams.Pipe(data=markers_frame([]))
         self._markers_key: tuple[object, ...] | None = None
+        empty = pair_frame([])
         self._plots = pn.pane.HoloViews(
-            (hv.DynamicMap(spread_curve, streams=[self.buffer]).opts(title="spread", **opts)
-             + (hv.DynamicMap(zscore_curve, streams=[self.buffer]) * zlines
-                * hv.DynamicMap(alert_markers, streams=[self.markers])).opts(
+            (live(spread_curve(empty).opts(title="spread", **opts), self.buffer)
+             + (live(zscore_curve(empty), self.buffer) * zlines
+                * live(alert_markers(markers_frame([])), self.markers)).opts(
                  title="rolling z-score", responsive=True, height=220)
-             + hv.DynamicMap(corr_curve, streams=[self.buffer]).opts(
-                 title="rolling correlation of log returns", **opts)
-             + hv.DynamicMap(betas, streams=[self.buffer]).opts(
-                 title="hedge ratio: static OLS vs Kalman filter", responsive=True, height=220)).cols(1),
+             + live(corr_curve(empty).opts(title="rolling correlation of log returns", **opts), self.buffer)
+             + live(betas(empty).opts(title="hedge ratio: static OLS vs Kalman filter", responsive=True,
+                                      height=220), self.buffer)).cols(1),
             sizing_mode="stretch_width", linked_axes=False)
         num = {"font_size": "20pt", "title_size": "10pt", "format": "{value:.4g}"}
         self.beta_card = pn.indicators.Number(label="hedge ratio β", value=float("nan"), **num)

@@ -22,7 +22,7 @@ from quantpanel.models import Bar
 # Select Bokeh without hv.extension(), which would also emit notebook output on import.
 hv.Store.set_current_backend("bokeh")
 
-__all__ = ["bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume", "live_candles", "BAR_COLUMNS", "BAR_FRAME_COLUMNS", "pair_frame",
+__all__ = ["bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume", "live", "live_candles", "BAR_COLUMNS", "BAR_FRAME_COLUMNS", "pair_frame",
            "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas", "equity_frame",
            "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "corr_heatmap"]
 
@@ -80,27 +80,28 @@ def volume(data: pd.DataFrame) -> hv.Rectangles:
         color="side", **_SIDE_COLOURS, line_color=None, alpha=0.6, show_legend=False, ylabel="volume")
 
 
-def live_candles(stream: hv.streams.Stream, *, title: str) -> hv.Layout:
-    """Candles over volume, redrawn from ``stream`` (a Buffer of ``bars_frame`` rows).
+def live(template: hv.Element | hv.Overlay, stream: hv.streams.Stream) -> hv.DynamicMap:
+    """``template`` (a styled element or overlay) redrawn with each of ``stream``'s data.
 
-    The styled elements are made once; each refresh clones them with its data, and a clone keeps
-    its styling. (``.opts`` in a DynamicMap's callback, or on the DynamicMap, re-applies the
-    options on every refresh: a third of a chart's refresh cost.)
+    The styling is applied once: each refresh clones the template with its data, and a clone
+    keeps it. (``.opts`` in a DynamicMap's callback, on the DynamicMap, or on a Layout holding it
+    re-applies options on every refresh: about a third of a chart's refresh cost.)
     """
+    def draw(data: pd.DataFrame) -> hv.Element | hv.Overlay:
+        if isinstance(template, hv.Overlay):
+            return template.clone([el.clone(data) for el in template])
+        return template.clone(data)
+    return hv.DynamicMap(draw, streams=[stream])
+
+
+def live_candles(stream: hv.streams.Stream, *, title: str) -> hv.Layout:
+    """Candles over volume, redrawn from ``stream`` (a Buffer of ``bars_frame`` rows); they share
+    their time axis (a Layout's default: no ``.opts`` on it, see ``live``)."""
     empty = empty_bars_frame()
     price = candles(empty).opts(height=300, responsive=True, xaxis=None, ylabel="price", title=title,
                                 tools=["xwheel_zoom", "xpan"], active_tools=["xpan"])
     vol = volume(empty).opts(height=140, responsive=True, ylabel="volume", xlabel="time (UTC)")
-
-    def draw_price(data: pd.DataFrame) -> hv.Overlay:
-        return price.clone([el.clone(data) for el in price])
-
-    def draw_volume(data: pd.DataFrame) -> hv.Rectangles:
-        return vol.clone(data)
-
-    # Candles and volume share their time axis (a Layout's default). No .opts on the Layout: it
-    # would give the DynamicMaps option trees that are re-applied to every refresh's elements.
-    return (hv.DynamicMap(draw_price, streams=[stream]) + hv.DynamicMap(draw_volume, streams=[stream])).cols(1)
+    return (live(price, stream) + live(vol, stream)).cols(1)
 
 
 # -- pair analytics -------------------------------------------------------------------------------
