@@ -9,6 +9,7 @@ A combined-stream aggTrade frame, trimmed::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,6 +55,10 @@ def control_message(method: str, streams: list[str], request_id: int) -> bytes:
     return orjson.dumps(msg)
 
 
+_INF = math.inf
+_new_tick = tuple.__new__  # a Tick from its fields without NamedTuple's keyword handling: the hot path
+
+
 def parse_frame(raw: str | bytes) -> tuple[Tick, int] | str:
     """Parse one text frame.
 
@@ -81,27 +86,19 @@ def parse_frame(raw: str | bytes) -> tuple[Tick, int] | str:
             return "error"
         raise FrameError(f"no event type in frame with keys {sorted(data)[:8]}")
     try:
-        price = float(data["p"])
-        qty = float(data["q"])
-        tick = Tick(
-            data["s"],
-            int(data["T"]),
-            int(data["a"]),
-            price,
-            qty,
-            data["m"] is True,
-        )
+        sym, price, qty, buyer_maker = data["s"], float(data["p"]), float(data["q"]), data["m"]
+        tick = _new_tick(Tick, (sym, int(data["T"]), int(data["a"]), price, qty, buyer_maker is True))
         event_ms = int(data.get("E", 0))
     except KeyError as exc:
         raise FrameError(f"aggTrade without field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise FrameError(f"aggTrade with a bad value: {exc}") from None
-    if not isinstance(tick.symbol, str) or not tick.symbol:
-        raise FrameError(f"aggTrade with bad symbol {data['s']!r}")
-    if not (0 < price < float("inf") and 0 < qty < float("inf")):
+    if sym.__class__ is not str or not sym:
+        raise FrameError(f"aggTrade with bad symbol {sym!r}")
+    if not (0 < price < _INF and 0 < qty < _INF):
         raise FrameError(
-            f"aggTrade {tick.symbol} a={tick.agg_id} with bad price/qty {data['p']!r}/{data['q']!r}"
+            f"aggTrade {sym} a={tick.agg_id} with bad price/qty {data['p']!r}/{data['q']!r}"
         )
-    if not isinstance(data["m"], bool):
-        raise FrameError(f"aggTrade {tick.symbol} a={tick.agg_id}: 'm' is {data['m']!r}, not a boolean")
+    if buyer_maker.__class__ is not bool:
+        raise FrameError(f"aggTrade {sym} a={tick.agg_id}: 'm' is {buyer_maker!r}, not a boolean")
     return tick, event_ms
