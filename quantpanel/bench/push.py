@@ -261,7 +261,7 @@ def _stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Pr
 
 def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int = 2,
                    measure_s: float = 10.0, rate_hz: float = 20.0,
-                   open_timeout_s: float = 20.0, open_s_per_session: float = 4.0) -> dict[str, Any]:
+                   open_timeout_s: float = 20.0, open_s_per_session: float = 3.0) -> dict[str, Any]:
     """Latency p50/p99 and server CPU per session for each session count in ``counts``. A stage
     whose sessions do not all open within ``open_timeout_s`` plus ``open_s_per_session`` per new
     session ends the run with how many did (the bench stays within its time)."""
