@@ -36,6 +36,7 @@ def test_bench_quick_reports_all_figures_with_zero_loss():
     for s in p["sessions"].values():
         assert s["samples"] > 0 and s["latency_p50_ms"] > 0 and s["server_cpu_pct"] > 0
     assert p["sessions"]["3"]["client_sessions"] == 2
+    assert p["sessions"]["3"]["client_samples"] > 0  # the Bokeh client sessions' own latencies
     assert [t["figure"] for t in r["targets"]][:3] == ["ingest_vs_orjson", "ingest_ticks_per_s",
                                                        "loopback_msgs_per_s"]
     assert all(t["value"] is not None for t in r["targets"] if not t["figure"].startswith(("soak", "push.sessions.20")))

@@ -168,10 +168,11 @@ class Pages:
 
 
 # -- Bokeh client sessions (run in their own process: python -m quantpanel.bench.push) -----------
-def client_sessions(url: str, stages: list[int], out: Path) -> None:
+def client_sessions(url: str, stages: list[int]) -> None:
     """Open ``stages[0]`` sessions, print ``ready N`` (N open), watch until a ``next`` line on
-    stdin, open the next stage's sessions, and so on; on ``stop``, write every (time, price-card
-    text) seen to ``out``.
+    stdin, open the next stage's sessions, and so on until ``stop``. Every price-card change
+    seen is printed at once as ``sample [time, text]``: nothing is lost if the process is stopped
+    while a stage is still opening sessions (they keep being read meanwhile).
 
     bokeh.client has no public multi-session loop: all sessions share one IOLoop, and each
     connection is read by a plain loop of ours that applies every PATCH-DOC and notes price-card
@@ -185,7 +186,6 @@ def client_sessions(url: str, stages: list[int], out: Path) -> None:
     from tornado.ioloop import IOLoop
 
     loop = IOLoop()
-    samples: list[tuple[float, str]] = []
     sessions: list[Any] = []
     commands: list[str] = []
     threading.Thread(target=lambda: commands.extend(line.strip() for line in sys.stdin),
@@ -202,7 +202,7 @@ def client_sessions(url: str, stages: list[int], out: Path) -> None:
                 connection._session._handle_patch(message)
                 if model.text != last:
                     last = model.text
-                    samples.append((time.time(), last))
+                    print("sample " + json.dumps([time.time(), last]), flush=True)
 
     for i, n in enumerate(stages):
         if i:
@@ -221,7 +221,6 @@ def client_sessions(url: str, stages: list[int], out: Path) -> None:
         print(f"ready {len(sessions)}", flush=True)
     while "stop" not in commands:
         pump(0.2)
-    out.write_text(json.dumps(samples))
     for s in sessions:
         with suppress(Exception):
             s.close()
@@ -269,7 +268,6 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
                            "measure_s": measure_s, "sessions": {}}
     with tempfile.TemporaryDirectory(prefix="qp-push-") as tmp_, \
             _stack(Path(tmp_), rate_hz, 60 + measure_s * (len(counts) + 1) * 3 + 600) as (ex, server, url, obs):
-        tmp = Path(tmp_)
         pid = server.proc.pid
         pages: Pages | None = None
         try:
@@ -293,8 +291,7 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
             stages = [n_clients[0]] + [b - a for a, b in zip(n_clients, n_clients[1:])]
             clients = None
             if any(n_clients):
-                clients = spawn("-m", "quantpanel.bench.push", "clients", url,
-                                 ",".join(map(str, stages)), str(tmp / "clients.json"))
+                clients = spawn("-m", "quantpanel.bench.push", "clients", url, ",".join(map(str, stages)))
             windows = []
             opened_pages = 0
             for i, n in enumerate(counts):
@@ -308,14 +305,14 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
                             clients.send("next")
                         clients.wait_line(rf"^ready {n_clients[i]}$",
                                           open_timeout_s + open_s_per_session * stages[i])
-                except RuntimeError:  # the server could not take this many sessions in time
+                except RuntimeError:  # the server could not open them all in time: measure those open
                     opened = [int(x.split()[1]) for x in clients.lines if x.startswith("opened ")] if clients else []
-                    res["sessions"][str(n)] = {
-                        "error": f"only {opened_pages + max(opened, default=0)} of {n} sessions "
-                                 f"opened within {time.monotonic() - t_open:.0f} s",
-                        "open_s": round(time.monotonic() - t_open, 1)}
-                    break
+                    short = opened_pages + max(opened, default=0)
+                    short = None if short >= n else short
+                else:
+                    short = None
                 open_s = time.monotonic() - t_open
+                n_open = n if short is None else short
                 if pages:
                     pages.idle(1.0)
                 c0, w0, wall0 = cpu_seconds(pid), time.monotonic(), time.time()
@@ -323,29 +320,31 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
                 cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
                 windows.append((wall0, time.time()))
                 res["sessions"][str(n)] = {
-                    "chromium_pages": n_pages[i], "client_sessions": n_clients[i],
-                    "open_s": round(open_s, 2),
+                    "chromium_pages": n_pages[i], "client_sessions": n_open - n_pages[i],
+                    "sessions_open": n_open, "open_s": round(open_s, 2),
                     "server_cpu_pct": round(cpu * 100, 1),
-                    "server_cpu_per_session_pct": round((cpu - idle_cpu) * 100 / n, 2),
+                    "server_cpu_per_session_pct": round((cpu - idle_cpu) * 100 / max(n_open, 1), 2),
                     "loadavg": os.getloadavg()[0],
                 }
+                if short is not None:  # the rest were still opening while this was measured
+                    res["sessions"][str(n)]["note"] = (f"only {short} of {n} sessions opened within "
+                                                       f"{open_s:.0f} s; measured with those open")
+                    break
             page_samples = pages.samples() if pages else []
             client_samples: list[tuple[float, str]] = []
             if clients:
                 clients.send("stop")
-                stuck = any("error" in r for r in res["sessions"].values())  # still opening one
+                stuck = any("note" in r for r in res["sessions"].values())  # still opening one
                 with suppress(subprocess.TimeoutExpired):
-                    clients.proc.wait(10 if stuck else 120)
+                    clients.proc.wait(5 if stuck else 60)
                 clients.stop()
-                if (tmp / "clients.json").exists():
-                    client_samples = [tuple(s) for s in json.loads((tmp / "clients.json").read_text())]
-            measured = [(n, r) for n, r in res["sessions"].items() if "error" not in r]
-            for (n, r), win in zip(measured, windows):
+                client_samples = [tuple(json.loads(x[7:])) for x in clients.lines if x.startswith("sample ")]
+            for r, win in zip(res["sessions"].values(), windows):
                 lat_pages = _latencies(page_samples, obs.received, win)
                 lat_clients = _latencies(client_samples, obs.received, win)
                 both = lat_pages + lat_clients
                 r.update({
-                    "samples": len(both),
+                    "samples": len(both), "client_samples": len(lat_clients),
                     "latency_p50_ms": _round(_pct(both, 0.5)), "latency_p90_ms": _round(_pct(both, 0.9)),
                     "latency_p99_ms": _round(_pct(both, 0.99)), "latency_max_ms": _round(_pct(both, 1.0)),
                     "chromium_p50_ms": _round(_pct(lat_pages, 0.5)),
@@ -365,20 +364,18 @@ def format_push(r: dict[str, Any]) -> str:
     lines = [f"push: tick -> browser document ({r['data']}; server CPU ingesting with no session "
              f"{r['server_cpu_no_session_pct']} %)"]
     for n, s in r["sessions"].items():
-        if "error" in s:
-            lines.append(f"  {n:>2} sessions: not measured: {s['error']}")
-            continue
         lines.append(
             f"  {n:>2} sessions ({s['chromium_pages']} chromium + {s['client_sessions']} client)"
             f"  p50 {s['latency_p50_ms']} ms  p90 {s['latency_p90_ms']} ms  p99 {s['latency_p99_ms']} ms"
             f"  (chromium p99 {s['chromium_p99_ms']} ms)  server CPU {s['server_cpu_pct']} %,"
-            f" {s['server_cpu_per_session_pct']} % per session, {s['samples']} samples, opened in {s['open_s']} s")
+            f" {s['server_cpu_per_session_pct']} % per session, {s['samples']} samples, opened in {s['open_s']} s"
+            + (f"  [{s['note']}]" if "note" in s else ""))
     return "\n".join(lines)
 
 
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["clients"]:
-        client_sessions(argv[1], [int(x) for x in argv[2].split(",")], Path(argv[3]))
+        client_sessions(argv[1], [int(x) for x in argv[2].split(",")])
         return 0
     print(format_push(run_push_bench()))
     return 0

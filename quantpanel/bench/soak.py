@@ -35,7 +35,7 @@ def run_soak(data: Path, *, minutes: float = 30.0, rate: float = 2_000.0,
         tmp = Path(tmp_)
         with served_app(tmp, data, rec.symbols, "--speed", f"{speed:.3f}", "--loop", "--rebase-to-now",
                         "--free-run") as (_, server, _, url):
-            client = spawn("-m", "quantpanel.bench.push", "clients", url, "1", str(tmp / "samples.json"))
+            client = spawn("-m", "quantpanel.bench.push", "clients", url, "1")
             try:
                 client.wait_line(r"^ready 1$", 180)
                 started = time.monotonic()
