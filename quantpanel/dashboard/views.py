@@ -292,23 +292,24 @@ class Dashboard(Viewer):
     def pull_live(self) -> None:
         """The visible tab's live charts and cards only: what a new tick changes."""
         tab = self.tabs.active
+        # Live charts redraw at most every `chart_refresh_ms`, times the load beyond full-rate
+        # sessions (price cards stay live).
+        now = time.monotonic()
+        due = now - self._last_charts >= self._hub.config.dashboard.chart_refresh_ms / 1000 * self._hub.load()
         if tab == 0:
             views = list(self._views.values())
             doc = pn.state.curdoc
             # Charts to refresh: one model-graph recompute for all of them (HoloViews freezes the
             # document and recomputes it per plot otherwise: a session's main cost). Cards only:
-            # no freeze (leaving one recomputes the whole document). Charts redraw at most every
-            # `chart_refresh_ms`, times the load beyond full-rate sessions (cards stay live).
-            every = self._hub.config.dashboard.chart_refresh_ms / 1000 * self._hub.load()
-            now = time.monotonic()
-            charts = now - self._last_charts >= every and any(v.behind() for v in views)
+            # no freeze (leaving one recomputes the whole document).
+            charts = due and any(v.behind() for v in views)
             with doc.models.freeze() if charts and doc is not None else nullcontext():
                 for view in views:
                     view.pull(charts=charts)
             if charts:
                 self._last_charts = now
-        elif tab == 1:
-            self.pair.pull()
+        elif tab == 1 and due and self.pair.pull():
+            self._last_charts = now
 
     def pull(self) -> None:
         with hold(pn.state.curdoc):  # one websocket message per pull
