@@ -307,12 +307,10 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
                                           open_timeout_s + open_s_per_session * stages[i])
                 except RuntimeError:  # the server could not open them all in time: measure those open
                     opened = [int(x.split()[1]) for x in clients.lines if x.startswith("opened ")] if clients else []
-                    short = opened_pages + max(opened, default=0)
-                    short = None if short >= n else short
+                    n_open = min(n, opened_pages + max(opened, default=0))
                 else:
-                    short = None
+                    n_open = n
                 open_s = time.monotonic() - t_open
-                n_open = n if short is None else short
                 if pages:
                     pages.idle(1.0)
                 c0, w0, wall0 = cpu_seconds(pid), time.monotonic(), time.time()
@@ -326,8 +324,8 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
                     "server_cpu_per_session_pct": round((cpu - idle_cpu) * 100 / max(n_open, 1), 2),
                     "loadavg": os.getloadavg()[0],
                 }
-                if short is not None:  # the rest were still opening while this was measured
-                    res["sessions"][str(n)]["note"] = (f"only {short} of {n} sessions opened within "
+                if n_open < n:  # the rest were still opening while this was measured
+                    res["sessions"][str(n)]["note"] = (f"only {n_open} of {n} sessions opened within "
                                                        f"{open_s:.0f} s; measured with those open")
                     break
             page_samples = pages.samples() if pages else []
