@@ -60,6 +60,17 @@ def _symbols(text: str | None) -> list[str] | None:
     return [s for s in text.replace(",", " ").split()] if text else None
 
 
+def _timeframe(text: str) -> str:
+    """argparse type of ``--timeframe``: any timeframe a stored series can have (built from
+    trades or imported); whether the database holds it is checked against the database."""
+    from quantpanel.models import SERIES_TIMEFRAMES
+
+    if text not in SERIES_TIMEFRAMES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a timeframe; expected one of "
+                                         f"{', '.join(SERIES_TIMEFRAMES)}")
+    return text
+
+
 # -- serve --------------------------------------------------------------------------------------
 def websocket_max_message_bytes(cfg: Config) -> int:
     """The server's websocket message cap: an upload travels base64-encoded in one message, so
@@ -169,9 +180,15 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
     from quantpanel.pipeline.backfilling import make_backfill
     from quantpanel.pipeline.graph import Pipeline
     from quantpanel.pipeline.history import warm_start
+    from quantpanel.alerts.rules import inactive_reason
+    from quantpanel.config import alert_rules
     from quantpanel.storage.store import Store
     from quantpanel.storage.writer import StoreWriter
 
+    inactive = [{"name": r.name, "reason": why} for r in alert_rules(cfg)
+                if (why := inactive_reason(r, cfg.symbols, cfg.timeframes)) is not None]
+    for rule in inactive:
+        log.warning("alert rule %r is inactive: %s", rule["name"], rule["reason"])
     db = cfg.storage.db_path
     writer = StoreWriter(db)
     with Store(db) as store:
@@ -213,7 +230,7 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
         "rest_requests": backfill.rest.stats.requests if backfill.rest else 0,
         "rest_retries": backfill.rest.stats.retries if backfill.rest else 0,
         "backfill_holds": bf.holds, "longest_hold_s": round(bf.longest_hold_s, 3),
-        "watchdog_reconnects": st.watchdog_reconnects,
+        "watchdog_reconnects": st.watchdog_reconnects, "alert_rules_inactive": inactive,
     }
 
 
@@ -252,7 +269,8 @@ def _import(args: argparse.Namespace) -> int:
             touched.update(res.symbols)
             print(json.dumps({"file": f, "read": res.read, "stored": res.stored,
                               "already_stored": res.read - res.stored,
-                              "symbols": sorted(res.symbols), "skipped": res.skipped}), flush=True)
+                              "symbols": sorted(res.symbols), "skipped": res.skipped,
+                              "synthesised": res.synthesised}), flush=True)
         for sym in sorted(touched):
             n = rebuild_bars(store, sym, cfg.timeframes)
             print(json.dumps({"symbol": sym, "bars_rebuilt": n}), flush=True)
@@ -261,19 +279,22 @@ def _import(args: argparse.Namespace) -> int:
 
 # -- bars ---------------------------------------------------------------------------------------
 def _bars(args: argparse.Namespace) -> int:
-    from quantpanel.pipeline.history import load_bars
+    from quantpanel.pipeline.history import load_bars, require_series
     from quantpanel.storage.store import Store
 
     cfg = _config(args, {"storage.db_path": args.db})
+    symbol = args.symbol.upper()
     with Store(cfg.storage.db_path, readonly=True) as store:
-        bars = load_bars(store, args.symbol.upper(), args.timeframe, args.start, args.end)
+        require_series(store, symbol, args.timeframe)
+        bars = load_bars(store, symbol, args.timeframe, args.start, args.end,
+                         grace_ms=cfg.bars.close_grace_ms)
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     try:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume"])
-        for b in bars:
-            w.writerow([_iso(b.time), b.open, b.high, b.low, b.close, b.volume, b.trades, b.vwap,
-                        b.buy_volume])
+        for b in bars:  # what the data does not say (NaN) is an empty cell
+            w.writerow([_iso(b.time), *(("" if v != v else v) for v in (
+                b.open, b.high, b.low, b.close, b.volume, b.trades, b.vwap, b.buy_volume))])
     finally:
         if args.out:
             out.close()
@@ -284,12 +305,18 @@ def _bars(args: argparse.Namespace) -> int:
 
 # -- analyze ------------------------------------------------------------------------------------
 def pair_closes(store: "Store", a: str, b: str, timeframe: str, start: int | None,
-                end: int | None) -> tuple["pd.Series", "pd.Series"]:
-    """Closes of both legs' closed bars, inner-joined on bar time (ANALYTICS.md pair inputs)."""
-    from quantpanel.analytics import align
-    from quantpanel.pipeline.history import load_closes
+                end: int | None, *, grace_ms: int = 250) -> tuple["pd.Series", "pd.Series"]:
+    """Closes of both legs' closed bars, inner-joined on bar time (ANALYTICS.md pair inputs).
 
-    closes = load_closes(store, [a, b], timeframe, start, end)
+    A pair of one symbol with itself, or a leg the database has no bars of, is an error."""
+    from quantpanel.analytics import align
+    from quantpanel.pipeline.history import load_closes, require_series
+
+    if a == b:
+        raise ConfigError(f"--pair {a} {b}: a pair needs two different symbols")
+    for leg in (a, b):
+        require_series(store, leg, timeframe)
+    closes = load_closes(store, [a, b], timeframe, start, end, grace_ms=grace_ms)
     return align(closes[a].dropna(), closes[b].dropna())
 
 
@@ -300,7 +327,7 @@ def _analyze(args: argparse.Namespace) -> int:
     cfg = _config(args, {"storage.db_path": args.db})
     a, b = (s.upper() for s in args.pair)
     with Store(cfg.storage.db_path, readonly=True) as store:
-        y, x = pair_closes(store, a, b, args.timeframe, args.start, args.end)
+        y, x = pair_closes(store, a, b, args.timeframe, args.start, args.end, grace_ms=cfg.bars.close_grace_ms)
     window = args.window or cfg.windows.zscore
     report = pair_report(y, x, window=window, lookback=args.lookback or cfg.windows.lookback or None,
                          adf_maxlag=args.adf_maxlag if args.adf_maxlag is not None else cfg.windows.adf_maxlag,
@@ -336,7 +363,7 @@ def _signal(args: argparse.Namespace, cfg: Config) -> tuple["pd.Series", "pd.Ser
 
     a, b = (s.upper() for s in args.pair)
     with Store(cfg.storage.db_path, readonly=True) as store:
-        y, x = pair_closes(store, a, b, args.timeframe, args.start, args.end)
+        y, x = pair_closes(store, a, b, args.timeframe, args.start, args.end, grace_ms=cfg.bars.close_grace_ms)
     sig = pair_signal(y, x, mode=args.beta, window=args.window or cfg.windows.zscore,
                       lookback=args.lookback or None, delta=cfg.kalman.delta, ve=cfg.kalman.ve)
     return y, x, sig, 365 * 86_400_000 / timeframe_ms(args.timeframe)
@@ -422,12 +449,23 @@ def _bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from quantpanel.feeds.exchange import FAULT_KINDS
 
-    p = argparse.ArgumentParser(prog="quantpanel", description=__doc__.split("\n")[0])
-    p.add_argument("--config", help="config file (default: $QUANTPANEL_CONFIG or ./config.yaml)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    def global_options(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+        """--config and -v: accepted before the command and after it, with the same meaning (a
+        subcommand's copy defaults to SUPPRESS, so it never undoes one given before)."""
+        parser.add_argument("--config", default=default if default is argparse.SUPPRESS else None,
+                            help="config file (default: $QUANTPANEL_CONFIG or ./config.yaml)")
+        parser.add_argument("-v", "--verbose", action="store_true",
+                            default=default if default is argparse.SUPPRESS else False, help="debug logging")
+        return parser
+
+    p = global_options(argparse.ArgumentParser(prog="quantpanel", description=__doc__.split("\n")[0]), None)
+    common = global_options(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run the dashboard", description="Serve the dashboard.")
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    s = command("serve", help="run the dashboard", description="Serve the dashboard.")
     s.add_argument("--host", help="address to bind (config server.host)")
     s.add_argument("--port", type=int, help="port (config server.port)")
     s.add_argument("--source", choices=["auto", "live", "replay"], help="where ticks come from")
@@ -437,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db-dir", help="directory for both databases (overrides storage.*_path)")
     s.set_defaults(func=_serve)
 
-    e = sub.add_parser("exchange", help="run the local Binance-compatible exchange",
+    e = command("exchange", help="run the local Binance-compatible exchange",
                        description="Replay recorded aggTrades over a Binance-compatible WebSocket.")
     e.add_argument("--data", help="recording: JSON-lines capture (.gz ok) or aggTrades CSV/zip")
     e.add_argument("--host", default="127.0.0.1")
@@ -464,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--linger", type=float, default=1.0, help="seconds to wait before exiting when done")
     e.set_defaults(func=_exchange)
 
-    r = sub.add_parser("record", help="headless ingest into the DB",
+    r = command("record", help="headless ingest into the DB",
                        description="Ingest aggTrades into the DB for --duration s or until Ctrl-C.")
     r.add_argument("--symbols", help="comma-separated symbols (config symbols)")
     r.add_argument("--db", help="SQLite file (config storage.db_path)")
@@ -473,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
     r.set_defaults(func=_record)
 
-    i = sub.add_parser("import", help="import aggTrades CSVs, WebSocket captures or OHLC CSVs",
+    i = command("import", help="import aggTrades CSVs, WebSocket captures or OHLC CSVs",
                        description="Import data.binance.vision aggTrades CSV/zip files or "
                                    "JSON-lines WebSocket captures (bars are rebuilt), or OHLC CSVs "
                                    "(a time column and open/high/low/close; timeframe from the data).")
@@ -483,10 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--timeframe", help="OHLC CSV: the expected bar interval (checked against the data)")
     i.set_defaults(func=_import)
 
-    b = sub.add_parser("bars", help="print or write bars as CSV",
+    b = command("bars", help="print or write bars as CSV",
                        description="Bars of one symbol as CSV (time in ISO-8601 UTC).")
     b.add_argument("--symbol", required=True)
-    b.add_argument("--timeframe", default="1m", choices=["1s", "1m", "5m"])
+    b.add_argument("--timeframe", default="1m", type=_timeframe,
+                   help="1s, 1m, 5m, 15m, 1h, 4h, 1d, or an imported series' own")
     b.add_argument("--start", type=parse_time, help="ISO-8601 or epoch ms, inclusive")
     b.add_argument("--end", type=parse_time, help="ISO-8601 or epoch ms, exclusive")
     b.add_argument("--db", help="SQLite file (config storage.db_path)")
@@ -496,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     def pair_args(sp: argparse.ArgumentParser) -> None:
         """The options every pair command shares: legs, timeframe, windows, range, DB, output."""
         sp.add_argument("--pair", nargs=2, required=True, metavar=("A", "B"), help="leg A (y) and leg B (x)")
-        sp.add_argument("--timeframe", default="1m", choices=["1s", "1m", "5m"])
+        sp.add_argument("--timeframe", default="1m", type=_timeframe,
+                        help="1s, 1m, 5m, 15m, 1h, 4h, 1d, or an imported series' own")
         sp.add_argument("--window", type=int, help="z-score / correlation window in bars (config windows.zscore)")
         sp.add_argument("--lookback", type=int, help="OLS over the last N aligned bars (default: all)")
         sp.add_argument("--start", type=parse_time, help="ISO-8601 or epoch ms, inclusive")
@@ -512,14 +552,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--fee-bps", type=float, help="fee per leg and trade (config backtest.fee_bps)")
         sp.add_argument("--slippage-bps", type=float, help="slippage per leg and trade")
 
-    an = sub.add_parser("analyze", help="static pair analytics over the stored range",
+    an = command("analyze", help="static pair analytics over the stored range",
                         description="OLS hedge, spread tests, last z-score and correlation of a pair "
                                     "(y = first symbol) over stored closed bars.")
     pair_args(an)
     an.add_argument("--adf-maxlag", type=int, help="ADF maxlag (config windows.adf_maxlag)")
     an.set_defaults(func=_analyze)
 
-    bt = sub.add_parser("backtest", help="mean-reversion backtest of a pair over stored bars",
+    bt = command("backtest", help="mean-reversion backtest of a pair over stored bars",
                         description="Trade the pair's spread on its z-score (ANALYTICS.md rules).")
     strategy_args(bt)
     bt.add_argument("--entry", type=float, help="enter when |z| > entry (config backtest.entry)")
@@ -527,14 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--trades-csv", help="write the trades to this CSV file")
     bt.set_defaults(func=_backtest)
 
-    sw = sub.add_parser("sweep", help="backtest over an entry x exit grid",
+    sw = command("sweep", help="backtest over an entry x exit grid",
                         description="Total P&L, Sharpe, drawdown and trades for every grid cell.")
     strategy_args(sw)
     sw.add_argument("--entry-grid", type=_grid, default=_grid("1:3:0.25"), help="start:stop:step")
     sw.add_argument("--exit-grid", type=_grid, default=_grid("0:1:0.25"), help="start:stop:step")
     sw.set_defaults(func=_sweep)
 
-    be = sub.add_parser("bench", help="measure throughput, push latency, analytics and memory",
+    be = command("bench", help="measure throughput, push latency, analytics and memory",
                         description="Ingest and loopback throughput beside their ceilings, "
                                     "tick-to-browser latency with 1/5/20 sessions, analytics "
                                     "costs, and (--soak) memory over 30 minutes; each against "

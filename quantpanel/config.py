@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from quantpanel.alerts.rules import FEED_METRICS, Rule
+from quantpanel.alerts.rules import Rule
 from quantpanel.errors import ConfigError
 from quantpanel.models import TIMEFRAMES
 
@@ -218,16 +218,12 @@ class Config(_Section):
     def _default_tf(self) -> Config:
         if self.dashboard.default_timeframe not in self.timeframes:
             raise ValueError(
-                f"dashboard.default_timeframe {self.dashboard.default_timeframe!r} "
+                f"dashboard.default_timeframe: {self.dashboard.default_timeframe!r} "
                 f"is not in timeframes {list(self.timeframes)}"
             )
-        for i, rule in enumerate(self.alerts.rules or ()):
-            where = f"alerts.rules.{i}"
-            unknown = [s for s in (*(rule.pair or ()), rule.symbol) if s and s not in self.symbols]
-            if unknown:
-                raise ValueError(f"{where}: symbol(s) {unknown} are not in symbols {list(self.symbols)}")
-            if rule.metric not in FEED_METRICS and rule.timeframe not in self.timeframes:
-                raise ValueError(f"{where}.timeframe: {rule.timeframe} is not in timeframes {list(self.timeframes)}")
+        # Alert rules naming symbols or timeframes the feed does not have are not an error: they
+        # stay stored and are marked inactive (alerts.rules.inactive_reason), so a --symbols
+        # override never turns a valid config file into a fatal one.
         return self
 
 
@@ -253,14 +249,28 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _shown(value: Any) -> str:
+    """An offending value, short: a problem line never dumps the config (or a section of it)."""
+    if isinstance(value, dict):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _format(err: ValidationError, source: str) -> str:
+    """One line per problem: file, key path, why, the offending value."""
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        path = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{source}: {path}: {msg} (got {e.get('input')!r})")
+        if not path:  # a check across keys: its message starts with the key path
+            lines.append(f"{source}: {msg}")
+        else:
+            lines.append(f"{source}: {path}: {msg} (got {_shown(e.get('input'))})")
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

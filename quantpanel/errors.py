@@ -8,6 +8,7 @@ __all__ = [
     "FrameError",
     "ImportFileError",
     "StoreError",
+    "SeriesNotFoundError",
     "ReplayError",
     "AnalyticsInputError",
     "InsufficientDataError",
@@ -32,6 +33,10 @@ class ImportFileError(QuantPanelError):
 
 class StoreError(QuantPanelError):
     """The SQLite store cannot be opened or written (path, permissions, disk full)."""
+
+
+class SeriesNotFoundError(StoreError):
+    """No bar of a (symbol, timeframe) is stored or can be built; the message lists what is."""
 
 
 class ReplayError(QuantPanelError):

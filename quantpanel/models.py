@@ -10,20 +10,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Tick", "TickBatch", "Bar", "TIMEFRAMES", "TIME_FORMAT", "timeframe_ms"]
+__all__ = ["Tick", "TickBatch", "Bar", "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT", "timeframe_ms",
+           "SYNTHETIC_ID_BASE", "synthetic_agg_id", "is_synthetic_id"]
 
-#: Supported bar timeframes and their length in milliseconds.
-TIMEFRAMES: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+#: Timeframes the bar builder makes from ticks (config ``timeframes``), length in ms; all aligned
+#: to the Unix epoch, so ``1d`` bars start at 00:00 UTC (ANALYTICS.md "Timeframes").
+TIMEFRAMES: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000, "15m": 900_000,
+                              "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
+#: Every timeframe a stored series may have: the builder's plus those an imported OHLC file may carry.
+SERIES_TIMEFRAMES: dict[str, int] = dict(sorted(
+    {**TIMEFRAMES, "3m": 180_000, "30m": 1_800_000, "1w": 604_800_000}.items(), key=lambda kv: kv[1]))
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # bar and trade times in every CSV we write (UTC)
+
+#: Trades recorded without exchange ids (a browser collector's NDJSON) get keys below this base,
+#: increasing with time: they never collide with a real aggregate trade id (always >= 0), never
+#: look like a gap to the id sequencer, and importing the same file twice stores it once.
+SYNTHETIC_ID_BASE = -(2**62)
+
+
+def synthetic_agg_id(time_ms: int, nth: int) -> int:
+    """The stable key of the ``nth`` (0-based, file order) trade of a symbol at ``time_ms``."""
+    if not 0 <= nth < 1000:
+        raise ValueError(f"at most 1000 trades of a symbol per millisecond, got trade {nth + 1}")
+    return SYNTHETIC_ID_BASE + time_ms * 1000 + nth
+
+
+def is_synthetic_id(agg_id: int) -> bool:
+    return agg_id < 0
 
 
 def timeframe_ms(timeframe: str) -> int:
     """Length of ``timeframe`` in ms; ``ValueError`` names the allowed values."""
     try:
-        return TIMEFRAMES[timeframe]
+        return SERIES_TIMEFRAMES[timeframe]
     except KeyError:
         raise ValueError(
-            f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)}"
+            f"unknown timeframe {timeframe!r}; expected one of {', '.join(SERIES_TIMEFRAMES)}"
         ) from None
 
 
@@ -38,7 +60,7 @@ class Tick(NamedTuple):
     agg_id: int  # aggregate trade id a
     price: float
     qty: float
-    buyer_maker: bool  # m: true when the buyer was the maker (the taker sold)
+    buyer_maker: bool | None  # m: true when the buyer was the maker (the taker sold); None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +84,7 @@ class Bar:
     low: float
     close: float
     volume: float
-    trades: int
-    vwap: float
-    buy_volume: float
+    trades: int  # NaN (a float) for an imported OHLC series without a trade count
+    vwap: float  # NaN when the data cannot tell (an OHLC series without quote volume)
+    buy_volume: float  # NaN when a tick's side is unknown, or the series has no taker volume
     closed: bool = True

@@ -42,6 +42,14 @@ def test_raw_ws_form_and_control_replies():
     assert parse_frame('{"error":{"code":2,"msg":"x"},"id":1}') == "error"
 
 
+def test_rpi_era_frame_with_nq_and_a_frame_without_side():
+    raw = (b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":2,"s":"BTCUSDT","a":7,"p":"1.5",'
+           b'"q":"2.000","nq":"1.250","f":1,"l":3,"T":1,"m":false,"new_field":{"x":1}}}')
+    assert parse_frame(raw) == (Tick("BTCUSDT", 1, 7, 1.5, 2.0, False), 2)  # q, RPI fills included
+    no_side = b'{"e":"aggTrade","E":2,"s":"BTCUSDT","a":7,"p":"1.5","q":"2","f":1,"l":1,"T":1}'
+    assert parse_frame(no_side) == (Tick("BTCUSDT", 1, 7, 1.5, 2.0, None), 2)
+
+
 @pytest.mark.parametrize(
     ("frame", "match"),
     [
@@ -57,6 +65,14 @@ def test_raw_ws_form_and_control_replies():
         ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"nan","q":"1","T":1,"m":false}}', "bad price/qty"),
         ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":"no"}}', "not a boolean"),
         ('{"data":{"e":"aggTrade","s":"","a":1,"p":"1","q":"1","T":1,"m":false}}', "bad symbol"),
+        ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":null}}', "not a boolean"),
+        ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":"false"}}', "not a boolean"),
+        ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":-1,"p":"1","q":"1","T":1,"m":false}}', "integers >= 0"),
+        ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","T":"1","m":false}}', "integers >= 0"),
+        ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","nq":"1.1","T":1,"m":false}}',
+         "'nq' is '1.1', not a number within 0..q"),
+        ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","nq":"x","T":1,"m":false}}', "'nq'"),
+        ('{"data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","T":1,"m":false,"E":"x"}}', "bad E"),
     ],
 )
 def test_malformed_frames_raise_frame_error(frame, match):

@@ -36,7 +36,7 @@ def test_repository_config_is_valid_and_paths_resolve_next_to_it():
         ("source: sometimes", r"source: Input should be 'auto', 'live' or 'replay'"),
         ("feed:\n  ws_url: https://example.com", r"feed.ws_url: must start with ws:// or wss://"),
         ("server:\n  port: 70000", r"server.port: Input should be less than or equal to 65535"),
-        ("dashboard:\n  default_timeframe: 5m\ntimeframes: [1s]", r"default_timeframe '5m' is not in timeframes"),
+        ("dashboard:\n  default_timeframe: 5m\ntimeframes: [1s]", r"dashboard.default_timeframe: '5m' is not in timeframes"),
         ("- a\n- b", r"top level must be a mapping"),
         ("symbols: [unclosed", r"not valid YAML"),
     ],

@@ -174,3 +174,37 @@ async def test_rebased_replay_starts_now(usdm_recording):
         await feed.stop()
         await task
     assert abs(got[0] - time.time() * 1000) < 5_000
+
+
+async def test_a_recording_without_ids_or_sides_is_served_gap_free_and_side_less():
+    """NDJSON ticks (a browser collector's): ids 1..N per symbol in file order, no ``m`` on the wire,
+    so every trade arrives with its side unknown and the id sequencer sees no gap."""
+    from quantpanel.feeds.gaps import Sequencer
+    from quantpanel.feeds.recording import load_recording
+    from quantpanel.feeds.rest import RestClient
+
+    from tests.offline.test_ndjson_import import TICKS
+
+    rec = load_recording(TICKS)
+    got: list = []
+    async with Exchange(small(rec, 5), speed=0) as ex:  # on the wire: no "m" at all
+        async with connect(f"ws://127.0.0.1:{ex.port}/market/ws/btcusdt@aggTrade") as ws:
+            first = orjson.loads(await ws.recv())["data"]
+            assert "m" not in first and (first["s"], first["a"]) == ("BTCUSDT", 1)
+    async with Exchange(rec, speed=0) as ex:
+        feed = FeedConnection(ex.url, ["BTCUSDT", "ETHUSDT"], lambda b: got.extend(b.ticks))
+        task = asyncio.create_task(feed.run())
+        await asyncio.wait_for(ex.done.wait(), 30)
+        await run_until(lambda: len(got) == len(rec.trades))
+        await feed.stop()
+        await task
+        rest = await RestClient(ex.rest_url).agg_trades("ETHUSDT", 370)
+    assert feed.stats.malformed == 0 and all(t.buyer_maker is None for t in got)
+    admitted, gaps = Sequencer().admit(got)
+    assert gaps == [] and len(admitted) == len(got) == 993
+    for sym, n in (("BTCUSDT", 622), ("ETHUSDT", 371)):
+        mine = [t for t in got if t.symbol == sym]
+        assert [t.agg_id for t in mine] == list(range(1, n + 1))
+        assert [(t.time, t.price, t.qty) for t in mine] == [
+            (t.time, float(t.price), float(t.qty)) for t in rec.trades if t.symbol == sym]
+    assert [(t.agg_id, t.buyer_maker) for t in rest] == [(370, None), (371, None)]  # backfill agrees

@@ -122,7 +122,10 @@ async def test_live_mode_uses_any_binance_compatible_server_and_restarts_warm(tm
     await rt2.start()
     try:
         hist = rt2.history[("ETHUSDT", "1s")]
-        assert hist == expected and len(hist) > 300
+        # stored history counts the last bar closed (its end is past); the live pipeline keeps it
+        # forming until its own clock closes it, so a backfill of the outage can still join it
+        assert hist[:-1] == expected[:-1] and hist[-1] == replace(expected[-1], closed=False)
+        assert len(hist) > 300
         assert rt2.status().state in ("connecting", "backoff")
         assert "cannot connect" in rt2.error
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gzip
 import sqlite3
 import zipfile
@@ -201,10 +203,14 @@ def test_import_of_a_missing_or_corrupt_file_is_named(tmp_path):
 # -- history ------------------------------------------------------------------------------------
 def test_load_bars_equals_builder_whether_bars_are_cached_or_not(tmp_path, usdm_ticks):
     expected, _ = build_bars(usdm_ticks, ["1s", "1m"])
+    # the recording's last tick is 2024: by the stored-history rule its last bars are closed now
+    expected = [replace(b, closed=True) for b in expected]
+    then = usdm_ticks[-1].time + 100  # a query made while the last bar could still grow
     with Store(tmp_path / "q.db") as store:
         store.insert_ticks(usdm_ticks)
         # nothing cached: everything is rebuilt from ticks
         assert load_bars(store, "ETHUSDT", "1m") == [b for b in expected if (b.symbol, b.timeframe) == ("ETHUSDT", "1m")]
+        assert load_bars(store, "ETHUSDT", "1m", now_ms=then)[-1].closed is False
         # fully cached (after an import), then a crash lost the newest cached bars
         rebuild_bars(store, "ETHUSDT", ["1s", "1m"])
         store._db.execute("DELETE FROM bars WHERE symbol='ETHUSDT' AND timeframe='1s' AND time > ?",
@@ -215,7 +221,8 @@ def test_load_bars_equals_builder_whether_bars_are_cached_or_not(tmp_path, usdm_
         assert load_bars(store, "ETHUSDT", "1s", last=10) == want[-10:]
         lo, hi = want[20].time, want[40].time
         assert load_bars(store, "ETHUSDT", "1s", lo, hi) == want[20:40]
-        assert load_bars(store, "ETHUSDT", "1s", include_forming=False)[-1] == want[-2]
+        assert load_bars(store, "ETHUSDT", "1s", include_forming=False)[-1] == want[-1]
+        assert load_bars(store, "ETHUSDT", "1s", include_forming=False, now_ms=then)[-1] == want[-2]
 
 
 def test_warm_start_continues_exactly_where_the_last_run_stopped(tmp_path, usdm_ticks):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quantpanel.errors import QuantPanelError
 
-__all__ = ["Rule", "RuleError", "parse_rule", "PAIR_METRICS", "SYMBOL_METRICS", "FEED_METRICS",
+__all__ = ["Rule", "RuleError", "parse_rule", "inactive_reason", "PAIR_METRICS", "SYMBOL_METRICS", "FEED_METRICS",
            "METRICS", "OPERATORS"]
 
 PAIR_METRICS = ("zscore", "kalman_z", "spread", "corr")  # of a pair, on its closed bars
@@ -41,7 +42,7 @@ class Rule(BaseModel):
                     "ticks_per_s", "feed_lag_s"]
     pair: tuple[str, str] | None = None
     symbol: str | None = None
-    timeframe: Literal["1s", "1m", "5m"] = "1m"
+    timeframe: Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"] = "1m"  # what the bar builder makes
     op: Literal[">", "<", "crosses_above", "crosses_below", "outside"]
     threshold: float
     lower: float | None = None
@@ -111,6 +112,20 @@ class Rule(BaseModel):
         cond = f"outside [{lo:g}, {hi:g}]" if self.op == "outside" else f"{self.op} {self.threshold:g}"
         tf = "" if self.metric in FEED_METRICS else f" {self.timeframe}"
         return f"{self.metric} {self.subject}{tf} {cond}"
+
+
+def inactive_reason(rule: Rule, symbols: Sequence[str], timeframes: Sequence[str]) -> str | None:
+    """Why ``rule`` cannot fire on a feed of ``symbols`` building ``timeframes``, else None.
+
+    Such a rule is kept (stored, listed, editable) but not evaluated: a ``--symbols`` override or
+    a config edit must never make a stored rule fatal, and it is active again once they come back.
+    """
+    missing = [s for s in (*(rule.pair or ()), rule.symbol) if s and s not in symbols]
+    if missing:
+        return f"{', '.join(missing)} not ingested (symbols: {', '.join(symbols)})"
+    if rule.metric not in FEED_METRICS and rule.timeframe not in timeframes:
+        return f"timeframe {rule.timeframe} not built (timeframes: {', '.join(timeframes)})"
+    return None
 
 
 def parse_rule(data: dict[str, Any], *, where: str = "rule") -> Rule:

@@ -23,7 +23,7 @@ from quantpanel.errors import QuantPanelError
 
 __all__ = ["AlertsView", "alerts_frame"]
 
-_RULE_COLUMNS = ["id", "name", "condition", "for bars", "reset", "cooldown s", "muted"]
+_RULE_COLUMNS = ["id", "name", "condition", "for bars", "reset", "cooldown s", "muted", "status"]
 
 
 def alerts_frame(alerts: list[Alert]) -> pd.DataFrame:
@@ -182,7 +182,8 @@ class AlertsView(Viewer):
             return
         self._rules_version = self._hub.rules_version
         rows = [(r.id, r.name, r.describe(), r.for_bars, "" if r.reset is None else f"{r.reset:g}",
-                 r.cooldown_s, "muted" if r.muted else "") for r in self._hub.rules()]
+                 r.cooldown_s, "muted" if r.muted else "", "active" if why is None else f"inactive: {why}")
+                for r, why in self._hub.rules_status()]
         self.rules_table.value = pd.DataFrame(rows, columns=_RULE_COLUMNS)
 
     # -- the log -------------------------------------------------------------------------------

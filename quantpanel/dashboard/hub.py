@@ -46,6 +46,16 @@ class _Log(Generic[T]):
         self.items.extend(items)
         self.seq += len(items)
 
+    def rewrite(self, replace: Callable[[T], T]) -> bool:
+        """Replace items in place (rebuilt bars); every reader then resets, since what it holds
+        is stale: ``seq`` jumps past any reader's by more than the buffer."""
+        items = [replace(i) for i in self.items]
+        if items == list(self.items):
+            return False
+        self.items = deque(items, maxlen=self.items.maxlen)
+        self.seq += (self.items.maxlen or len(items)) + 1
+        return True
+
     def since(self, seq: int | None) -> tuple[list[T], bool]:
         """(items after ``seq``, reset): reset when ``seq`` is None or older than the buffer."""
         new = self.seq - (seq or 0)
@@ -106,6 +116,7 @@ class Hub:
             s.forming = next((b for b in reversed(bars) if not b.closed), None)
         assert rt.pipeline is not None
         rt.pipeline.updates.sink(self.apply)
+        rt.on_rebuilt(self.rebuilt)
         rt.pipeline.pair_points.sink(self._apply_pairs)
         if rt.alerting is not None:
             self._alerts = _Log(self.config.alerts.log_rows)
@@ -129,6 +140,20 @@ class Hub:
         for b in update.forming:
             self._get((b.symbol, b.timeframe)).forming = b
         self._wake_all()
+
+    def rebuilt(self, bars: list[Bar]) -> None:
+        """Stored bars a late fill rebuilt: the buffered copies are replaced and every session
+        re-reads the series (a reset), so no tab shows the old values until a reload."""
+        by_key: dict[tuple[str, str], dict[int, Bar]] = {}
+        for b in bars:
+            by_key.setdefault((b.symbol, b.timeframe), {})[b.time] = b
+        changed = False
+        for key, new in by_key.items():
+            s = self._series.get(key)
+            if s is not None:
+                changed |= s.log.rewrite(lambda b, new=new: new.get(b.time, b))
+        if changed:
+            self._wake_all()
 
     # -- waking sessions -----------------------------------------------------------------------
     def subscribe(self, wake: Callable[[], bool]) -> Callable[[], None]:
@@ -227,8 +252,12 @@ class Hub:
         return self._alerts.seq
 
     def rules(self) -> list[Rule]:
+        return [r for r, _ in self.rules_status()]
+
+    def rules_status(self) -> list[tuple[Rule, str | None]]:
+        """Every rule, by id, with why it is inactive (None: active)."""
         a = self.runtime.alerting
-        return sorted(a.rules.values(), key=lambda r: r.id or 0) if a else []
+        return a.all_rules() if a else []
 
     async def save_rule(self, rule: Rule) -> Rule:
         saved = await self.runtime.save_rule(rule)

@@ -9,7 +9,8 @@ One timeline per exchange, like a real market: every connection sees the same tr
 moment, filtered by its streams. With ``pause_when_idle`` the timeline waits while nobody is
 connected (nothing is skipped); without it, trades due while a client is away are not sent to it.
 Looping shifts times by the recording's span (+1 s) and ids by each symbol's id span per pass, so a
-store never sees a duplicate and ids stay contiguous.
+store never sees a duplicate and ids stay contiguous. A recording without ids or sides (NDJSON
+ticks) is served with ids 1..N per symbol (``load_recording`` renumbers them) and no ``m`` field.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from quantpanel.feeds.binance_futures import agg_trade_stream
-from quantpanel.feeds.recording import RecordedTrade, Recording
+from quantpanel.feeds.recording import RecordedTrade, Recording, with_contiguous_ids
 
 __all__ = ["Exchange", "ExchangeStats", "Faults"]
 
@@ -105,14 +106,29 @@ class _Pass:
     end: int  # trade index up to which the timeline has passed
 
 
+_SIDE = {True: ',"m":true', False: ',"m":false', None: ""}  # None: a recording without sides
+
+
 def render_agg_trade(t: RecordedTrade, dt: int, da: int) -> str:
-    """The exact combined-stream frame Binance sends for one aggTrade, shifted by dt ms / da ids."""
+    """The exact combined-stream frame Binance sends for one aggTrade, shifted by dt ms / da ids.
+
+    A trade of unknown side (NDJSON ticks) has no ``m`` at all: the parser reads that as unknown,
+    where any made-up value would be a lie the bars would count as buy volume or not.
+    """
     return (
         f'{{"stream":"{t.symbol.lower()}@aggTrade","data":{{"e":"aggTrade","E":{t.event_time + dt},'
         f'"a":{t.agg_id + da},"s":"{t.symbol}","p":"{t.price}","q":"{t.qty}",'
-        f'"f":{t.first_id + da},"l":{t.last_id + da},"T":{t.time + dt},'
-        f'"m":{"true" if t.buyer_maker else "false"}}}}}'
+        f'"f":{t.first_id + da},"l":{t.last_id + da},"T":{t.time + dt}{_SIDE[t.buyer_maker]}}}}}'
     )
+
+
+def _rest_row(t: RecordedTrade, dt: int, da: int) -> dict[str, object]:
+    """One ``/fapi/v1/aggTrades`` row as streamed (no ``m`` when the side is unknown)."""
+    row: dict[str, object] = {"a": t.agg_id + da, "p": t.price, "q": t.qty, "f": t.first_id + da,
+                              "l": t.last_id + da, "T": t.time + dt}
+    if t.buyer_maker is not None:
+        row["m"] = t.buyer_maker
+    return row
 
 
 def _streams_of_path(path: str) -> set[str] | None:
@@ -149,7 +165,7 @@ class Exchange:
     ) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
-        self.recording = recording
+        self.recording = with_contiguous_ids(recording)  # a no-op unless trades have synthetic keys
         self.speed = speed
         self.loop = loop
         self.rebase_to_now = rebase_to_now
@@ -262,8 +278,7 @@ class Exchange:
             k = max(lo, bisect_left(ids, from_id - da, lo, hi))
             for j in range(k, hi):
                 t = ps.recording.trades[idx[j]]
-                rows.append({"a": t.agg_id + da, "p": t.price, "q": t.qty, "f": t.first_id + da,
-                             "l": t.last_id + da, "T": t.time + ps.dt, "m": t.buyer_maker})
+                rows.append(_rest_row(t, ps.dt, da))
                 if len(rows) >= limit:
                     return self._json(200, rows)
         return self._json(200, rows)
@@ -360,7 +375,7 @@ class Exchange:
         """Replace the recording being replayed (continuing times and ids like a jump)."""
         if not recording.trades:
             raise ValueError(f"{recording.source}: nothing to replay")
-        self._request = ("load", recording)
+        self._request = ("load", with_contiguous_ids(recording))
         self._wake.set()
 
     @property

@@ -1,38 +1,58 @@
-"""Readers for recorded market data: WebSocket captures and data.binance.vision aggTrades CSV.
+"""Readers for recorded market data: WebSocket captures, data.binance.vision aggTrades CSV and a
+browser collector's NDJSON trade ticks.
 
 Prices and quantities stay the exchange's exact strings here, so the local exchange can replay
 byte-identical values; ``to_tick`` converts at the boundary. Capture lines may carry a prefix
 (hftbacktest: ``<recv ns> <frame>``; cryptofeed: ``<ts>: <frame>``) or be a bare frame.
 ``trade`` frames (hftbacktest recordings carry no aggTrade stream) become one aggTrade per trade
-with ``a = f = l = t``: every value is real, only the id space is the trade id's.
+with ``a = f = l = t``: every value is real, only the id space is the trade id's. Every aggTrade
+or trade frame is checked by ``binance_futures.agg_trade_tick``, the live stream's own validator.
+
+NDJSON ticks (``{"symbol","ts","price","size"}`` per line, e.g. the Gemscap assignment's browser
+collector) have neither trade ids nor sides: ``read_tick_ndjson`` gives each trade the stable key
+``synthetic_agg_id(time, nth)`` (``nth``: earlier rows of that symbol and millisecond, in file order),
+so importing a file twice stores it once, and ``buyer_maker`` None. A replay needs contiguous ids for
+the feed's gap detection instead: ``load_recording`` renumbers such trades 1..N per symbol
+(``with_contiguous_ids``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import logging
+import math
 import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import orjson
 
-from quantpanel.errors import ImportFileError
-from quantpanel.models import Tick
+from quantpanel.epochs import check_ms, epoch_to_ms
+from quantpanel.errors import FrameError, ImportFileError
+from quantpanel.feeds.binance_futures import agg_trade_tick
+from quantpanel.models import Tick, is_synthetic_id, synthetic_agg_id
 
 __all__ = [
     "RecordedTrade",
     "Recording",
+    "FileKind",
+    "file_kind",
+    "looks_like_tick_ndjson",
     "read_capture",
     "read_agg_trades_csv",
+    "read_tick_ndjson",
+    "read_trades",
     "load_recording",
     "recording_from_ticks",
+    "with_contiguous_ids",
     "to_tick",
 ]
 
@@ -48,6 +68,12 @@ _CSV_COLUMNS = (
     "is_buyer_maker",
 )
 _SYMBOL_IN_NAME = re.compile(r"([A-Z0-9]{2,30})-aggTrades-", re.IGNORECASE)
+_NDJSON_FIELDS = ("symbol", "ts", "price", "size")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+#: What a file is, by name (aggTrades CSV) or content (NDJSON ticks); anything else is a capture.
+FileKind = Literal["agg_trades_csv", "tick_ndjson", "capture"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +87,7 @@ class RecordedTrade:
     last_id: int
     price: str
     qty: str
-    buyer_maker: bool
+    buyer_maker: bool | None  # None: the recording does not say (NDJSON ticks)
     event_time: int
 
 
@@ -91,6 +117,7 @@ class Recording:
 
 
 def to_tick(t: RecordedTrade) -> Tick:
+    """The stored/streamed shape of a recorded trade (prices as floats)."""
     return Tick(t.symbol, t.time, t.agg_id, float(t.price), float(t.qty), t.buyer_maker)
 
 
@@ -127,22 +154,22 @@ def read_capture(path: str | Path, counts: Counter[str] | None = None) -> Iterat
                     data = msg.get("data", msg)
                     event = data.get("e")
                     if event == "aggTrade":
-                        yield RecordedTrade(
-                            data["s"], int(data["T"]), int(data["a"]), int(data["f"]),
-                            int(data["l"]), str(data["p"]), str(data["q"]), bool(data["m"]),
-                            int(data.get("E", data["T"])),
-                        )
-                    elif event == "trade":
-                        tid = int(data["t"])
-                        yield RecordedTrade(
-                            data["s"], int(data["T"]), tid, tid, tid, str(data["p"]),
-                            str(data["q"]), bool(data["m"]), int(data.get("E", data["T"])),
-                        )
+                        tk = agg_trade_tick(data)
+                        first, last = int(data["f"]), int(data["l"])
+                    elif event == "trade" and data.get("X") == "NA":  # price 0, size 0: no trade
+                        counts["trade_na"] += 1
+                        continue
+                    elif event == "trade":  # the same checks, with the trade id as the agg id
+                        tk = agg_trade_tick({**data, "a": data["t"]})
+                        first = last = tk.agg_id
                     else:
                         counts[str(event) if event else "other"] += 1
                         continue
+                    yield RecordedTrade(tk.symbol, tk.time, tk.agg_id, first, last, str(data["p"]),
+                                        str(data["q"]), tk.buyer_maker, int(data.get("E", tk.time)))
                     counts[event] += 1
-                except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+                except (orjson.JSONDecodeError, FrameError, AttributeError, KeyError, TypeError,
+                        ValueError) as exc:
                     counts["malformed"] += 1
                     log.warning("%s:%d: skipped malformed frame (%s)", path, lineno, exc)
     except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile) as exc:
@@ -181,7 +208,9 @@ def read_agg_trades_csv(path: str | Path, symbol: str | None = None) -> Iterator
                     )
                 col = 0
                 try:
-                    a, f, l_, t = (int(row[i]) for i in (0, 3, 4, 5))
+                    a, f, l_ = (int(row[i]) for i in (0, 3, 4))
+                    col = 5
+                    t = epoch_to_ms(int(row[5]))  # ms in futures dumps, µs in spot dumps from 2025
                     col = 1
                     float(row[1])
                     col = 2
@@ -204,23 +233,189 @@ def is_agg_trades_csv(path: Path) -> bool:
     return ".csv" in name or (name.endswith(".zip") and "aggtrades" in name)
 
 
+def looks_like_tick_ndjson(line: str | bytes) -> bool:
+    """A line that is an NDJSON tick: a JSON object with symbol/ts/price/size and no event type."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and "e" not in row and all(k in row for k in _NDJSON_FIELDS)
+
+
+def _first_line(path: Path) -> str:
+    """The first non-empty line (stripped); "" when there is none or the file cannot be read (the
+    reader chosen then names the problem)."""
+    try:
+        with _open_text(path) as fh:
+            for line in fh:
+                if line.strip():
+                    return line.strip()
+    except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, ImportFileError):
+        pass
+    return ""
+
+
+def file_kind(path: Path) -> FileKind:
+    """aggTrades CSV by name (``.csv``, or a ``.zip`` named aggTrades), NDJSON ticks by content (the
+    first non-empty line, whatever the name), else a WebSocket capture."""
+    if is_agg_trades_csv(path):
+        return "agg_trades_csv"
+    return "tick_ndjson" if looks_like_tick_ndjson(_first_line(path)) else "capture"
+
+
+def _ndjson_time(ts: object) -> int:
+    """``ts`` as ms: ISO-8601 (no zone = UTC, as the OHLC importer reads it) or an epoch number
+    (its unit told by magnitude, ``quantpanel.epochs``), 1990..2100."""
+    if isinstance(ts, str):
+        dt = datetime.fromisoformat(ts)  # its ValueError names the text
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return check_ms((dt - _EPOCH) // _MS, ts)
+    if isinstance(ts, float) and ts.is_integer():
+        ts = int(ts)
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise ValueError(f"{ts!r} is neither an ISO-8601 time nor a whole epoch number")
+    return epoch_to_ms(ts)
+
+
+def _ndjson_amount(v: object) -> str:
+    """A finite positive price or size, as its exact text."""
+    if v.__class__ is bool or not isinstance(v, (int, float, str)):
+        raise ValueError(f"{v!r} is not a number")
+    x = float(v)
+    if not 0 < x < math.inf:
+        raise ValueError(f"{v!r} is not a finite positive number")
+    return v.strip() if isinstance(v, str) else repr(v)
+
+
+def read_tick_ndjson(path: str | Path, counts: Counter[str] | None = None) -> Iterator[RecordedTrade]:
+    """Yield the rows of an NDJSON tick file (``{"symbol","ts","price","size"}`` per line).
+
+    No ids and no sides in the file: ``agg_id = first_id = last_id = synthetic_agg_id(time, nth)``
+    (``nth`` counts earlier rows of that symbol and ms, in file order: a stable key, so a second
+    import stores nothing) and ``buyer_maker`` None. Symbols are upper-cased like stream names.
+    A row with price and size both 0 is no trade: Binance's USD-M ``@trade`` stream pushes such
+    ``"X":"NA"`` placeholders and the collector kept them without ``X``; they are counted in
+    ``counts["zero_trade"]`` and skipped. Any other bad row raises ``ImportFileError`` naming the
+    file, line and field.
+    """
+    path = Path(path)
+    counts = counts if counts is not None else Counter()
+    nth: Counter[tuple[str, int]] = Counter()
+    try:
+        with _open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                trade = _ndjson_trade(path, lineno, line, nth)
+                if trade is None:
+                    counts["zero_trade"] += 1
+                    continue
+                yield trade
+    except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ImportFileError(f"{path}: cannot read NDJSON ticks: {exc}") from None
+
+
+def _is_zero(v: object) -> bool:
+    """A JSON number or numeric string equal to 0 (not ``false``)."""
+    try:
+        return v.__class__ is not bool and isinstance(v, (int, float, str)) and float(v) == 0
+    except ValueError:
+        return False
+
+
+def _ndjson_trade(path: Path, lineno: int, line: str, nth: Counter[tuple[str, int]],
+                  ) -> RecordedTrade | None:
+    """One row as a trade; None for a price-0 size-0 placeholder (no trade)."""
+    where = f"{path}:{lineno}"
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ImportFileError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(row, dict):
+        raise ImportFileError(f"{where}: expected a JSON object with {', '.join(_NDJSON_FIELDS)}, "
+                              f"got {type(row).__name__}")
+    missing = [k for k in _NDJSON_FIELDS if k not in row]
+    if missing:
+        raise ImportFileError(f"{where}: no field {missing[0]!r} (a tick needs {', '.join(_NDJSON_FIELDS)})")
+    key = "symbol"
+    try:
+        sym = row["symbol"]
+        if not isinstance(sym, str) or not sym.strip():
+            raise ValueError(f"{sym!r} is not a symbol")
+        key = "ts"
+        ms = _ndjson_time(row["ts"])
+        if _is_zero(row["price"]) and _is_zero(row["size"]):
+            return None
+        key = "price"
+        price = _ndjson_amount(row["price"])
+        key = "size"
+        size = _ndjson_amount(row["size"])
+        sym = sym.strip().upper()
+        key = "ts"
+        k = nth[sym, ms]
+        agg_id = synthetic_agg_id(ms, k)
+    except ValueError as exc:
+        raise ImportFileError(f"{where}: field {key!r}: {exc}") from None
+    nth[sym, ms] = k + 1
+    return RecordedTrade(sym, ms, agg_id, agg_id, agg_id, price, size, None, ms)
+
+
+def read_trades(path: Path, symbol: str | None = None, counts: Counter[str] | None = None,
+                ) -> tuple[FileKind, Iterator[RecordedTrade]]:
+    """The reader for ``path``'s kind (``file_kind``) and that kind. ``symbol`` is for aggTrades
+    CSV (the other kinds name their symbols); ``counts`` collects what was skipped: a capture's
+    other events and malformed lines, NDJSON placeholder rows."""
+    kind = file_kind(path)
+    if kind == "agg_trades_csv":
+        return kind, read_agg_trades_csv(path, symbol)
+    if kind == "tick_ndjson":
+        return kind, read_tick_ndjson(path, counts)
+    return kind, read_capture(path, counts)
+
+
+def with_contiguous_ids(recording: Recording) -> Recording:
+    """Give every symbol with synthetic keys (trades recorded without ids) agg ids 1..N in time,
+    then file, order, for a replay: the feed's gap detection needs ids that rise by one per trade
+    (a symbol mixing real and synthetic ids is renumbered whole)."""
+    synthetic = {t.symbol for t in recording.trades if is_synthetic_id(t.agg_id)}
+    if not synthetic:
+        return recording
+    n: Counter[str] = Counter()
+    trades = []
+    for t in recording.trades:  # sorted by (time, symbol, key): per symbol, time then file order
+        if t.symbol in synthetic:
+            n[t.symbol] += 1
+            t = dataclasses.replace(t, agg_id=n[t.symbol], first_id=n[t.symbol], last_id=n[t.symbol])
+        trades.append(t)
+    return Recording(tuple(trades), recording.source, recording.counts)
+
+
 def recording_from_ticks(ticks: Iterable[Tick], source: str) -> Recording:
     """Stored ticks as a recording to replay. The store keeps no trade ids, so ``f = l = a``;
-    prices and quantities are the stored floats' shortest exact strings."""
+    prices and quantities are the stored floats' shortest exact strings. Symbols stored with
+    synthetic keys are renumbered 1..N (``with_contiguous_ids``) for the feed's gap detection."""
     trades = [RecordedTrade(t.symbol, t.time, t.agg_id, t.agg_id, t.agg_id, repr(t.price), repr(t.qty),
                             t.buyer_maker, t.time) for t in ticks]
     trades.sort(key=lambda t: (t.time, t.symbol, t.agg_id))
-    return Recording(tuple(trades), source, dict(Counter(t.symbol for t in trades)))
+    return with_contiguous_ids(Recording(tuple(trades), source, dict(Counter(t.symbol for t in trades))))
 
 
-def load_recording(path: str | Path) -> Recording:
-    """Load a capture or an aggTrades CSV into a sorted ``Recording``."""
+def load_recording(path: str | Path, *, contiguous_ids: bool = True) -> Recording:
+    """Load a capture, an aggTrades CSV or NDJSON ticks into a sorted ``Recording`` to replay.
+
+    Trades without exchange ids (NDJSON ticks) get ids 1..N per symbol in time, then file, order
+    (``with_contiguous_ids``) so the exchange serves them gap-free; ``contiguous_ids=False`` keeps
+    the stable synthetic keys the importer stores.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImportFileError(f"{path}: no such recording file")
     counts: Counter[str] = Counter()
-    trades = list(read_agg_trades_csv(path) if is_agg_trades_csv(path) else read_capture(path, counts))
+    _, rows = read_trades(path, counts=counts)
+    trades = list(rows)
     if not trades:
         raise ImportFileError(f"{path}: holds no aggTrade or trade frames (saw {dict(counts)})")
     trades.sort(key=lambda t: (t.time, t.symbol, t.agg_id))
-    return Recording(tuple(trades), str(path), dict(counts))
+    recording = Recording(tuple(trades), str(path), dict(counts))
+    return with_contiguous_ids(recording) if contiguous_ids else recording

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from quantpanel.errors import FrameError
+from quantpanel.feeds.binance_futures import agg_trade_tick
 from quantpanel.models import Tick
 
 __all__ = ["RestClient", "RestStats", "AGG_TRADES_WEIGHT", "parse_agg_trades"]
@@ -36,18 +37,25 @@ class RestStats:
 
 
 def parse_agg_trades(symbol: str, body: bytes) -> list[Tick]:
-    """A ``/fapi/v1/aggTrades`` response body as ticks; FrameError names what is wrong."""
+    """A ``/fapi/v1/aggTrades`` response body as ticks, every row checked by the stream's own
+    validator (``agg_trade_tick``), so backfill accepts exactly what the live path accepts;
+    FrameError names the symbol, the row and what is wrong."""
     try:
         rows = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FrameError(f"aggTrades response is not JSON: {exc}") from None
     if not isinstance(rows, list):
         raise FrameError(f"aggTrades response is not a list: {body[:200]!r}")
-    try:
-        return [Tick(symbol, int(r["T"]), int(r["a"]), float(r["p"]), float(r["q"]), bool(r["m"]))
-                for r in rows]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FrameError(f"aggTrades response row without a valid {exc}") from None
+    ticks: list[Tick] = []
+    for i, row in enumerate(rows):
+        if row.__class__ is not dict:
+            raise FrameError(
+                f"aggTrades response for {symbol}: row {i} is {type(row).__name__}, not an object")
+        try:
+            ticks.append(agg_trade_tick(row, symbol))
+        except FrameError as exc:
+            raise FrameError(f"aggTrades response for {symbol}, row {i}: {exc}") from None
+    return ticks
 
 
 class RestClient:

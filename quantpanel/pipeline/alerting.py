@@ -8,6 +8,7 @@ rendering path; its work per closed bar is O(rules).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -15,13 +16,15 @@ from collections.abc import Iterable, Sequence
 from streamz import Stream
 
 from quantpanel.alerts.engine import ALERT_COLUMNS, Alert, RuleState, Sample, evaluate
-from quantpanel.alerts.rules import FEED_METRICS, PAIR_METRICS, Rule
+from quantpanel.alerts.rules import FEED_METRICS, PAIR_METRICS, Rule, inactive_reason
 from quantpanel.config import Config
 from quantpanel.models import Bar
 from quantpanel.pipeline.bars import BarUpdate
 from quantpanel.pipeline.pairs import PairPoint, PairRegistry, PairSpec
 
 __all__ = ["Alerting", "alert_row"]
+
+log = logging.getLogger(__name__)
 
 
 def alert_row(a: Alert) -> tuple[object, ...]:
@@ -36,7 +39,8 @@ class Alerting:
                  history_bars: int = 600) -> None:
         self.config = config
         self.pairs = pairs
-        self.rules: dict[int, Rule] = {}
+        self.rules: dict[int, Rule] = {}  # the active rules: evaluated
+        self.inactive: dict[int, tuple[Rule, str]] = {}  # kept, not evaluated, with the reason
         self.states: dict[int, RuleState] = {}
         self.alerts: Stream = Stream(asynchronous=True, stream_name="alerts")
         self.fired = 0
@@ -55,13 +59,25 @@ class Alerting:
                         w.hedge_refit_bars, k.delta, k.ve)
 
     def set_rules(self, rules: Iterable[Rule]) -> None:
-        self.rules, self.states = {}, {}
+        self.rules, self.inactive, self.states = {}, {}, {}
         for r in rules:
             self.upsert(r)
 
+    def all_rules(self) -> list[tuple[Rule, str | None]]:
+        """Every rule with why it is inactive (None: active), by id."""
+        both = [(r, None) for r in self.rules.values()] + list(self.inactive.values())
+        return sorted(both, key=lambda rr: rr[0].id or 0)
+
     def upsert(self, rule: Rule) -> None:
-        """Add or replace a rule (its state restarts: a changed rule is a new rule)."""
+        """Add or replace a rule (its state restarts: a changed rule is a new rule). A rule the
+        feed cannot serve (``inactive_reason``) is kept but not evaluated."""
         assert rule.id is not None, "rules are stored (and get an id) before they are watched"
+        self.remove(rule.id)
+        reason = inactive_reason(rule, self.config.symbols, self.config.timeframes)
+        if reason is not None:
+            log.warning("alert rule %r is inactive: %s", rule.name, reason)
+            self.inactive[rule.id] = (rule, reason)
+            return
         self.rules[rule.id] = rule
         self.states[rule.id] = RuleState()
         if rule.metric in PAIR_METRICS:
@@ -69,6 +85,7 @@ class Alerting:
 
     def remove(self, rule_id: int) -> None:
         self.rules.pop(rule_id, None)
+        self.inactive.pop(rule_id, None)
         self.states.pop(rule_id, None)
 
     def _watch(self, rule: Rule) -> None:

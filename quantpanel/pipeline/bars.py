@@ -2,7 +2,7 @@
 
 Implements ANALYTICS.md "Bars" exactly: a bar covers ``[t, t + tf)`` with ``t`` a multiple of the
 timeframe since the epoch; OHLC in tick order; vwap = sum(p*q)/sum(q); buy_volume = q of ticks with
-``m`` false; empty intervals between a symbol's ticks are bars carrying the previous close. A bar
+``m`` false (NaN once a tick of unknown side is in the bar); empty intervals between a symbol's ticks are bars carrying the previous close. A bar
 closes when a tick at or past its end arrives, or when a ``Clock`` event says the feed's clock
 passed its end plus the grace period. Ticks at or below the highest ``agg_id`` already seen for a
 symbol are duplicates; ticks for an already closed bar are late. Both are counted and skipped.
@@ -20,6 +20,7 @@ from quantpanel.models import Bar, Tick, TickBatch, timeframe_ms
 
 __all__ = ["Clock", "SeriesState", "BarState", "BarUpdate", "step", "initial_state", "build_bars"]
 
+_NAN = float("nan")
 # The forming bar's accumulators: (time, open, high, low, close, volume, trades, sum p*q, buy volume)
 _Acc = tuple[int, float, float, float, float, float, int, float, float]
 
@@ -105,8 +106,11 @@ def _advance(
             v += q
             n += 1
             pv += p * q
-            if not tk.buyer_maker:
+            m = tk.buyer_maker
+            if m is False:
                 bv += q
+            elif m is None:  # side unknown (a collector without sides): the bar can't tell either
+                bv = _NAN
             continue
         if t0 >= 0:
             if bt < t0:
@@ -122,7 +126,8 @@ def _advance(
             for et in range(next_time, bt, tf_ms):
                 out.append(Bar(symbol, tf, et, lc, lc, lc, lc, 0.0, 0, lc, 0.0))
         t0, o, h, lo, c, v, n, pv = bt, p, p, p, p, q, 1, p * q
-        bv = 0.0 if tk.buyer_maker else q
+        m = tk.buyer_maker
+        bv = 0.0 if m is True else q if m is False else _NAN
     forming = (t0, o, h, lo, c, v, n, pv, bv) if t0 >= 0 else None
     return SeriesState(tf_ms, forming, last_close, next_time), late
 
@@ -173,6 +178,8 @@ def step(state: BarState, event: TickBatch | Clock) -> tuple[BarState, BarUpdate
             if tk.agg_id > last:
                 fresh.append(tk)
                 last = tk.agg_id
+            elif tk.agg_id < 0:  # a synthetic key (no exchange id): unique by the store, unsequenced
+                fresh.append(tk)
         duplicates += len(ticks) - len(fresh)
         if not fresh:
             continue

@@ -29,7 +29,8 @@ def decode_batch(data: bytes) -> TickBatch:
     try:
         msg = orjson.loads(data)
         cols = [msg[f] for f in _FIELDS]
-        ticks = tuple(Tick(s, int(t), int(a), float(p), float(q), bool(m)) for s, t, a, p, q, m in zip(*cols))
+        ticks = tuple(Tick(s, int(t), int(a), float(p), float(q), None if m is None else bool(m))
+                      for s, t, a, p, q, m in zip(*cols))  # None: side unknown (kept, never a buy)
         if any(len(c) != len(ticks) for c in cols):
             raise ValueError("columns of different lengths")
         return TickBatch(ticks, int(msg["received_ms"]), int(msg["event_ms"]))

@@ -1,21 +1,23 @@
 """Bars over stored history: cached closed bars plus the tail rebuilt from ticks.
 
-One path serves warm-up, ``quantpanel bars`` and crash recovery: whatever the ``bars`` cache lacks
+One path serves warm-up, ``quantpanel bars``, the analytics readers and crash recovery: whatever the ``bars`` cache lacks
 after its last closed bar (a crash, an import) is rebuilt from the ticks by the same builder.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from quantpanel.models import Bar, timeframe_ms
+from quantpanel.errors import SeriesNotFoundError
+from quantpanel.models import TIMEFRAMES, Bar, timeframe_ms
 from quantpanel.pipeline.bars import BarState, Clock, SeriesState, build_bars, initial_state, step
 from quantpanel.storage.store import Store
 
-__all__ = ["load_bars", "load_closes", "warm_start", "rebuild_bars", "rebuild_bars_since", "WarmStart"]
+__all__ = ["load_bars", "load_closes", "stored_series", "require_series", "warm_start", "rebuild_bars", "rebuild_bars_since", "WarmStart"]
 
 
 def _series_bars(
@@ -36,6 +38,31 @@ def _series_bars(
     return cached, tail, series, state.last_agg_id.get(symbol, -1)
 
 
+def _settle(store: Store, bars: list[Bar], grace_ms: int, now_ms: int | None) -> list[Bar]:
+    """ANALYTICS.md's stored-history rule for the newest bar built from ticks: closed once a later
+    tick of its symbol is stored, or once its end plus the grace period is before the wall clock."""
+    if not bars or bars[-1].closed:
+        return bars
+    b = bars[-1]
+    end = b.time + timeframe_ms(b.timeframe)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if end + grace_ms < now or store.max_time(b.symbol) >= end:
+        return [*bars[:-1], replace(b, closed=True)]
+    return bars
+
+
+def _with_imported(store: Store, symbol: str, timeframe: str, start: int | None, end: int | None,
+                   bars: list[Bar]) -> list[Bar]:
+    """An imported OHLC series of (symbol, timeframe) is bars like any other: it covers the times
+    the ticks do not (where both have a bar, the one built from ticks wins: ticks are the truth)."""
+    imported = store.read_ohlc(symbol, timeframe, start, end)
+    if not imported:
+        return bars
+    merged = {b.time: b for b in imported}
+    merged.update((b.time, b) for b in bars)
+    return [merged[t] for t in sorted(merged)]
+
+
 def load_bars(
     store: Store,
     symbol: str,
@@ -45,13 +72,20 @@ def load_bars(
     *,
     last: int | None = None,
     include_forming: bool = True,
+    grace_ms: int = 250,
+    now_ms: int | None = None,
 ) -> list[Bar]:
-    """Bars of ``symbol`` with ``start <= time < end`` (or the ``last`` N), oldest first.
+    """Bars of ``symbol`` with ``start <= time < end`` (or the ``last`` N), oldest first: cached
+    bars, the tail rebuilt from ticks and any imported OHLC series of that timeframe.
 
-    The final bar has ``closed=False`` when it may still grow (it is built from the newest ticks).
+    The one reader of stored history (CLI, notebook API, Backtest tab): the final bar has
+    ``closed=False`` only while it may still grow (``_settle``), so every reader counts the same
+    closed bars.
     """
     cached, tail, _, _ = _series_bars(store, symbol, timeframe, start, end, last)
-    bars = cached + [b for b in tail if include_forming or b.closed]
+    tail = _settle(store, tail, grace_ms, now_ms)
+    bars = _with_imported(store, symbol, timeframe, start, end,
+                          cached + [b for b in tail if include_forming or b.closed])
     return bars[-last:] if last is not None else bars
 
 
@@ -63,6 +97,7 @@ def load_closes(
     end: int | None = None,
     *,
     last: int | None = None,
+    grace_ms: int = 250,
 ) -> pd.DataFrame:
     """Closes of closed bars, one float column per symbol, outer-joined on bar time (UTC, ns).
 
@@ -70,10 +105,31 @@ def load_closes(
     """
     cols = {}
     for sym in symbols:
-        bars = load_bars(store, sym, timeframe, start, end, last=last, include_forming=False)
+        bars = load_bars(store, sym, timeframe, start, end, last=last, include_forming=False,
+                         grace_ms=grace_ms)
         cols[sym] = pd.Series([b.close for b in bars], dtype="float64",
                               index=pd.to_datetime([b.time for b in bars], unit="ms").astype("datetime64[ns]"))
     return pd.DataFrame(cols).sort_index()
+
+
+def stored_series(store: Store) -> tuple[list[str], list[tuple[str, str]]]:
+    """What the database can serve: (symbols with ticks, any builder timeframe), and the
+    (symbol, timeframe) series cached or imported."""
+    return store.symbols(), [(s, tf) for s, tf, *_ in store.bar_series()]
+
+
+def require_series(store: Store, symbol: str, timeframe: str) -> None:
+    """Raise ``SeriesNotFoundError`` naming (symbol, timeframe) and what the database holds when
+    no bar of it is stored or can be built: an unknown symbol is an error, never ``n: 0``."""
+    tick_symbols, series = stored_series(store)
+    if (symbol, timeframe) in series or (symbol in tick_symbols and timeframe in TIMEFRAMES):
+        return
+    held = [f"{s} (trades: {', '.join(TIMEFRAMES)})" for s in tick_symbols]
+    held += [f"{s} {tf}" for s, tf in series if s not in tick_symbols]
+    what = (f"no {timeframe} bars of {symbol}" if symbol in tick_symbols or any(s == symbol for s, _ in series)
+            else f"no stored bars of {symbol}")
+    raise SeriesNotFoundError(f"{what} in {store.path}; it holds "
+                              + ("; ".join(held) if held else "nothing yet"))
 
 
 @dataclass(frozen=True)
@@ -111,10 +167,10 @@ def rebuild_bars(store: Store, symbol: str, timeframes: Iterable[str]) -> int:
 
 
 def rebuild_bars_since(store: Store, symbol: str, timeframes: Iterable[str], since_ms: int,
-                       grace_ms: int = 250) -> int:
+                       grace_ms: int = 250) -> list[Bar]:
     """Recompute the cached bars of ``symbol`` from the one holding ``since_ms`` up to the newest
-    cached bar, from the stored ticks (after a late backfill). Returns bars rewritten."""
-    written = 0
+    cached bar, from the stored ticks (after a late backfill). Returns the bars rewritten."""
+    written: list[Bar] = []
     for tf in timeframes:
         tf_ms = timeframe_ms(tf)
         start = since_ms // tf_ms * tf_ms
@@ -128,5 +184,6 @@ def rebuild_bars_since(store: Store, symbol: str, timeframes: Iterable[str], sin
         bars, state = build_bars(store.iter_ticks(symbol, start, end), [tf], state=state, include_forming=False)
         state, upd = step(state, Clock(end + grace_ms))  # close the last bars up to the newest cached one
         bars = [b for b in [*bars, *upd.closed] if start <= b.time < end]
-        written += store.upsert_bars(bars)
+        store.upsert_bars(bars)
+        written.extend(bars)
     return written

@@ -34,10 +34,10 @@ from quantpanel.pipeline.alerting import Alerting, rows
 from quantpanel.pipeline.backfilling import make_backfill
 from quantpanel.pipeline.bars import Clock
 from quantpanel.pipeline.graph import Pipeline
-from quantpanel.pipeline.history import load_closes, warm_start
+from quantpanel.pipeline.history import load_closes, stored_series, warm_start
 from quantpanel.storage.importer import ImportResult, import_file, unpack_agg_trades
 from quantpanel.storage.ohlc import OhlcSeries, store_ohlc
-from quantpanel.storage.store import Store
+from quantpanel.storage.store import BAR_COLUMNS, Store
 from quantpanel.storage.writer import StoreWriter
 
 __all__ = ["Runtime", "Status"]
@@ -96,10 +96,19 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._on_ready: list[Callable[[Runtime], None]] = []
+        self._on_rebuilt: list[Callable[[list[Bar]], None]] = []
         self._early: list[TickBatch] = []  # batches that arrived before the pipeline existed
         self.backfill: Backfill | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def on_rebuilt(self, callback: Callable[[list[Bar]], None]) -> None:
+        """Call ``callback(bars)`` on the event loop with the stored bars a late backfill rebuilt."""
+        self._on_rebuilt.append(callback)
+
+    def _rebuilt(self, bars: list[Bar]) -> None:
+        for cb in self._on_rebuilt:
+            cb(bars)
+
     def on_ready(self, callback: Callable[[Runtime], None]) -> None:
         """Call ``callback(runtime)`` once the pipeline exists (now, if it already does)."""
         if self.pipeline is not None:
@@ -135,8 +144,10 @@ class Runtime:
         self._start_alerting(warm.history)
         with Store(db) as store:
             last_ids = {s: store.max_agg_id(s) for s in cfg.symbols}
+        loop = asyncio.get_running_loop()
         self.backfill = make_backfill(cfg, self.pipeline.emit, self.writer, last_ids,
-                                      rest_url=self.exchange.rest_url if self.exchange else None)
+                                      rest_url=self.exchange.rest_url if self.exchange else None,
+                                      on_rebuilt=lambda bars: loop.call_soon_threadsafe(self._rebuilt, bars))
         early, self._early = self._early, []
         for batch in early:
             self.backfill.on_batch(batch)
@@ -146,7 +157,6 @@ class Runtime:
         self.feed.on_connect = self.backfill.probe
         if self.feed.connected.is_set():  # connected before the store was known: probe now
             self.backfill.probe()
-        loop = asyncio.get_running_loop()
         if not any(t.get_name() == "feed" for t in self._tasks):
             self._tasks.append(loop.create_task(self.feed.run(), name="feed"))
         self._tasks.append(loop.create_task(self._clock(), name="clock"))
@@ -373,7 +383,7 @@ class Runtime:
         if self.db_path is None:
             raise StoreError("the runtime has not started yet: no database to read")
         with Store(self.db_path, readonly=True) as store:
-            return load_closes(store, symbols, timeframe, last=last)
+            return load_closes(store, symbols, timeframe, last=last, grace_ms=self.config.bars.close_grace_ms)
 
     # -- uploaded trades (data.binance.vision aggTrades) -------------------------------------------
     async def import_trades(self, name: str, data: bytes,
@@ -409,13 +419,20 @@ class Runtime:
             return store.ohlc_series()
 
     def read_ohlc(self, symbol: str, timeframe: str) -> pd.DataFrame:
-        """Uploaded bars of one series: time (UTC), open, high, low, close, volume."""
+        """Imported bars of one series: time (UTC) and BAR_COLUMNS, NaN where the file did not say."""
         assert self.db_path is not None
         with Store(self.db_path, readonly=True) as store:
-            rows = store.read_ohlc(symbol, timeframe)
-        df = pd.DataFrame(rows, columns=["time", "open", "high", "low", "close", "volume"])
+            bars = store.read_ohlc(symbol, timeframe)
+        df = pd.DataFrame([[getattr(b, c) for c in BAR_COLUMNS] for b in bars], columns=list(BAR_COLUMNS))
         df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ms").astype("datetime64[ns]")
         return df
+
+    def stored_series(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """What this run's database can serve to the analytics (``history.stored_series``)."""
+        if self.db_path is None:
+            return [], []
+        with Store(self.db_path, readonly=True) as store:
+            return stored_series(store)
 
     def status(self) -> Status:
         now = time.monotonic()

@@ -1,8 +1,12 @@
-"""Import recorded trades into the store: data.binance.vision aggTrades CSV or WebSocket captures.
+"""Import recorded trades into the store: data.binance.vision aggTrades CSV, WebSocket captures or
+NDJSON trade ticks (a browser collector's ``{"symbol","ts","price","size"}`` lines).
 
 A file is stored in one transaction, streamed row by row from the reader: a bad row anywhere
 raises ``ImportFileError`` (naming the file and line) and rolls the whole file back, so the store
-holds all of a file or none of it. Storing is idempotent, so re-importing never duplicates.
+holds all of a file or none of it. Storing is idempotent, so re-importing never duplicates (NDJSON
+ticks have no ids: their stable synthetic keys make that hold too). A file that yields no trade at
+all is an error naming what it held, never a silent success; ``ImportResult.synthesised`` says in
+plain words what a file lacked and how it was filled in.
 """
 
 from __future__ import annotations
@@ -14,13 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantpanel.feeds.recording import (
-    RecordedTrade,
-    is_agg_trades_csv,
-    read_agg_trades_csv,
-    read_capture,
-    to_tick,
-)
+from quantpanel.feeds.recording import looks_like_tick_ndjson, read_trades, to_tick
 from quantpanel.errors import ImportFileError
 from quantpanel.models import Tick
 from quantpanel.storage.store import Store
@@ -28,6 +26,16 @@ from quantpanel.storage.store import Store
 __all__ = ["import_file", "ImportResult", "unpack_agg_trades"]
 
 PROGRESS_EVERY = 10_000  # rows between progress callbacks
+#: What an NDJSON tick file lacks, and what the import puts in its place (ImportResult.synthesised).
+NDJSON_SYNTHESISED = (
+    "agg_id: stable keys from trade time and file order (the file has no trade ids)",
+    "side: unknown (the file has no buyer-maker flag), so buy_volume is NaN",
+)
+_TICK_SUFFIXES = (".ndjson", ".jsonl")
+_SKIPPED_WORDS = {"no_frame": "lines without a JSON frame", "malformed": "malformed frames",
+                  "other": "messages without an event type",
+                  "zero_trade": "rows with price and size 0 (Binance's X=NA placeholders)",
+                  "trade_na": "trade frames of type NA (price and size 0)"}
 
 
 @dataclass
@@ -36,17 +44,23 @@ class ImportResult:
     read: int = 0
     stored: int = 0
     symbols: set[str] = field(default_factory=set)
-    skipped: dict[str, int] = field(default_factory=dict)  # other events / malformed lines
+    skipped: dict[str, int] = field(default_factory=dict)  # other events, malformed lines, placeholders
+    synthesised: list[str] = field(default_factory=list)  # what the file lacked, filled in; [] for aggTrades
 
 
 def import_file(store: Store, path: Path, *, symbol: str | None = None,
                 progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Store the trades of one file, all or nothing; ``progress(rows read)`` every few thousand rows."""
+    """Store the trades of one file, all or nothing; ``progress(rows read)`` every few thousand rows.
+
+    ``symbol`` names an aggTrades CSV's symbol (other kinds name their own). Raises
+    ``ImportFileError`` when the file holds no trade (a file already stored is not an error:
+    ``read`` > 0, ``stored`` 0).
+    """
     res = ImportResult(path)
     counts: Counter[str] = Counter()
-    rows: Iterator[RecordedTrade] = (
-        read_agg_trades_csv(path, symbol) if is_agg_trades_csv(path) else read_capture(path, counts)
-    )
+    kind, rows = read_trades(path, symbol, counts)
+    if kind == "tick_ndjson":
+        res.synthesised = list(NDJSON_SYNTHESISED)
 
     def ticks() -> Iterator[Tick]:
         for rec in rows:
@@ -58,12 +72,24 @@ def import_file(store: Store, path: Path, *, symbol: str | None = None,
 
     res.stored = store.insert_ticks(ticks())
     res.skipped = {k: v for k, v in counts.items() if k not in ("aggTrade", "trade")}
+    if res.read == 0:
+        raise ImportFileError(_why_empty(path, kind, res.skipped))
     return res
 
 
+def _why_empty(path: Path, kind: str, skipped: dict[str, int]) -> str:
+    """Why a file gave no trade, in words: an import that stores nothing must say why."""
+    if path.stat().st_size == 0:
+        return f"{path}: the file is empty, no trades to import"
+    if kind == "agg_trades_csv":
+        return f"{path}: holds no trades: no data rows (blank, or a header line only)"
+    seen = ", ".join(f"{_SKIPPED_WORDS.get(k, k)}: {n:,}" for k, n in sorted(skipped.items())) or "no line"
+    return f"{path}: holds no trades: saw {seen}"
+
+
 def unpack_agg_trades(name: str, data: bytes, *, max_bytes: int) -> tuple[str, bytes]:
-    """An uploaded data.binance.vision aggTrades file (``.csv`` or a one-CSV ``.zip``) as
-    (CSV file name, CSV bytes); the size cap applies to the unpacked CSV."""
+    """An uploaded data.binance.vision aggTrades file (``.csv`` or a one-CSV ``.zip``) or NDJSON
+    ticks (``.ndjson`` / ``.jsonl``) as (file name, bytes); the size cap applies unpacked."""
     if not data:
         raise ImportFileError(f"{name}: the file is empty")
     if name.lower().endswith(".zip"):
@@ -80,6 +106,13 @@ def unpack_agg_trades(name: str, data: bytes, *, max_bytes: int) -> tuple[str, b
             raise ImportFileError(f"{name}: not a readable zip file: {exc}") from None
     if len(data) > max_bytes:
         raise ImportFileError(f"{name}: {len(data):,} bytes is more than the upload cap of {max_bytes:,} bytes")
+    if name.lower().endswith(_TICK_SUFFIXES):
+        first = next((ln for ln in data.splitlines() if ln.strip()), b"")
+        if not looks_like_tick_ndjson(first):
+            raise ImportFileError(f"{name}: expected NDJSON ticks, one JSON object with symbol, ts, price "
+                                  f"and size per line; the first line is {first[:80]!r}")
+        return Path(name).name, data
     if ".csv" not in name.lower():
-        raise ImportFileError(f"{name}: expected a data.binance.vision aggTrades .csv or .zip")
+        raise ImportFileError(f"{name}: expected a data.binance.vision aggTrades .csv or .zip, "
+                              "or NDJSON ticks (.ndjson / .jsonl)")
     return Path(name).name, data

@@ -1,9 +1,12 @@
 """OHLC CSV files (offline mode): parse and validate completely before anything is stored.
 
 A file has a time column and open/high/low/close (volume optional), one symbol per file or a
-symbol column. Column names are matched case-insensitively against common variants; times may be
-ISO-8601 or epoch seconds / milliseconds. The timeframe is the data's own bar interval. Every
-problem raises ``ImportFileError`` naming the file, the line (1 = the header) and the column.
+symbol column. Column names are matched case-insensitively against common variants; a Binance
+kline dump without a header line is read by its 12-column layout. Times may be ISO-8601 or epoch
+seconds / ms / µs / ns (``quantpanel.epochs`` tells them apart). The timeframe is the data's own
+bar interval. What a file does not say (volume, trades, vwap, taker buy volume) is NaN, never
+invented; vwap comes from a vwap column or quote volume / volume. Every problem raises
+``ImportFileError`` naming the file, the line (1 = the header) and the column.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quantpanel.epochs import EpochError, epochs_to_ms
 from quantpanel.errors import ImportFileError
-from quantpanel.storage.store import Store
+from quantpanel.models import SERIES_TIMEFRAMES
+from quantpanel.storage.store import OHLC_BAR_COLUMNS, Store
 
 __all__ = ["OhlcSeries", "parse_ohlc_csv", "looks_like_ohlc", "read_file_bytes", "is_ohlc_file",
            "store_ohlc", "OHLC_TIMEFRAMES", "OHLC_COLUMNS"]
 
-OHLC_TIMEFRAMES: dict[str, int] = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000,
-                                   "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
-                                   "4h": 14_400_000, "1d": 86_400_000, "1w": 604_800_000}
-OHLC_COLUMNS = ("time", "open", "high", "low", "close", "volume")
+OHLC_TIMEFRAMES: dict[str, int] = SERIES_TIMEFRAMES
+OHLC_COLUMNS = OHLC_BAR_COLUMNS
+#: data.binance.vision kline CSV columns (the header newer files have; older ones have none)
+KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
+                 "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
 _VARIANTS = {
     "time": ("time", "timestamp", "date", "datetime", "open_time", "open time", "opentime", "ts", "t"),
     "open": ("open", "o", "open_price"),
@@ -35,6 +41,10 @@ _VARIANTS = {
     "low": ("low", "l", "low_price"),
     "close": ("close", "c", "close_price", "last"),
     "volume": ("volume", "vol", "v", "base_volume", "volume_base"),
+    "trades": ("trades", "count", "number_of_trades", "num_trades", "trade_count"),
+    "vwap": ("vwap",),
+    "quote_volume": ("quote_volume", "quote_asset_volume", "quote volume"),
+    "buy_volume": ("buy_volume", "taker_buy_volume", "taker_buy_base_volume", "taker_buy_base_asset_volume"),
     "symbol": ("symbol", "ticker", "pair", "instrument"),
 }
 _SYMBOL_IN_NAME = re.compile(r"(?<![A-Z0-9])([A-Z0-9]{2,}?(?:USDT|USDC|BUSD|FDUSD|USD|BTC|ETH))(?![A-Z0-9])")
@@ -49,10 +59,20 @@ class OhlcSeries:
     frame: pd.DataFrame
 
 
+def _is_kline_row(line: str) -> bool:
+    """A headerless Binance kline dump's first line: 12 numbers."""
+    cells = line.strip().split(",")
+    try:
+        return len(cells) == len(KLINE_COLUMNS) and all(np.isfinite(float(c)) for c in cells)
+    except ValueError:
+        return False
+
+
 def looks_like_ohlc(header: str) -> bool:
-    """A CSV header line naming open, high, low and close columns."""
+    """A CSV header line naming open, high, low and close columns, or a kline dump's first row."""
     cols = {c.strip().strip('"').lower() for c in header.split(",")}
-    return all(any(v in cols for v in _VARIANTS[k]) for k in ("open", "high", "low", "close"))
+    return (all(any(v in cols for v in _VARIANTS[k]) for k in ("open", "high", "low", "close"))
+            or _is_kline_row(header))
 
 
 def _fail(name: str, msg: str) -> ImportFileError:
@@ -74,12 +94,13 @@ def _columns(df: pd.DataFrame, name: str) -> dict[str, str]:
 
 
 def _times(raw: pd.Series, name: str, col: str) -> np.ndarray:
-    """Epoch ms from ISO-8601 strings or epoch seconds / milliseconds."""
+    """Epoch ms from ISO-8601 strings or epoch s / ms / µs / ns (one unit per file)."""
     num = pd.to_numeric(raw, errors="coerce")
     if num.notna().all():
-        v = num.to_numpy(dtype="float64")
-        ms = np.where(np.abs(v) < 1e11, v * 1000, v)  # seconds below 1e11 (year 5138), else ms
-        return ms.astype("int64")
+        try:
+            return epochs_to_ms(num.to_numpy())[0]
+        except EpochError as exc:
+            raise _fail(name, f"line {exc.index + 2}, column {col}: {exc}") from None
     if num.notna().any():
         bad = int(np.flatnonzero(num.isna().to_numpy())[0])
         raise _fail(name, f"line {bad + 2}, column {col}: {raw.iloc[bad]!r} is not a time like the "
@@ -88,7 +109,7 @@ def _times(raw: pd.Series, name: str, col: str) -> np.ndarray:
     if parsed.isna().any():
         bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise _fail(name, f"line {bad + 2}, column {col}: {raw.iloc[bad]!r} is not a time "
-                          f"(ISO-8601, epoch seconds or epoch milliseconds)")
+                          f"(ISO-8601, or epoch s / ms / µs / ns)")
     return (parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ms]")
             .astype("int64").to_numpy())
 
@@ -143,14 +164,16 @@ def parse_ohlc_csv(data: bytes, *, name: str, symbol: str | None = None, timefra
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise _fail(name, f"line {line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV") from None
+    headerless = _is_kline_row(text.split("\n", 1)[0])
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True,
+                         header=None if headerless else "infer", names=KLINE_COLUMNS if headerless else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise _fail(name, f"not a CSV file: {exc}") from None
     if df.empty:
         raise _fail(name, "the file has a header but no rows")
     cols = _columns(df, name)
-    lines = np.arange(len(df)) + 2  # line 1 is the header
+    lines = np.arange(len(df)) + (1 if headerless else 2)  # line 1 is the header, if there is one
     if "symbol" in cols:
         syms = df[cols["symbol"]].str.strip().str.upper()
         empty = np.flatnonzero((syms == "").to_numpy())
@@ -166,7 +189,24 @@ def parse_ohlc_csv(data: bytes, *, name: str, symbol: str | None = None, timefra
         raise _fail(name, f"--symbol {symbol.upper()} but the symbol column has {sorted(set(syms))}")
     t = _times(df[cols["time"]].str.strip(), name, cols["time"])
     o, h, lo, c = (_numbers(df[cols[k]], name, cols[k], lines) for k in ("open", "high", "low", "close"))
-    v = _numbers(df[cols["volume"]], name, cols["volume"], lines) if "volume" in cols else np.zeros(len(df))
+    nan = np.full(len(df), np.nan)
+
+    def optional(key: str) -> np.ndarray:
+        """A column the file may lack or leave blank (NaN there); text in it is still an error."""
+        if key not in cols:
+            return nan
+        raw = df[cols[key]]
+        given = (raw.str.strip() != "").to_numpy()
+        out = nan.copy()
+        out[given] = _numbers(raw[given], name, cols[key], lines[given])
+        return out
+
+    v, n, bv = optional("volume"), optional("trades"), optional("buy_volume")
+    if "vwap" in cols:
+        vwap = optional("vwap")
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vwap = np.where(v > 0, optional("quote_volume") / v, np.where(v == 0, c, np.nan))
     for arr, col in ((o, "open"), (h, "high"), (lo, "low"), (c, "close")):
         nonpos = np.flatnonzero(arr <= 0)
         if len(nonpos):
@@ -189,7 +229,8 @@ def parse_ohlc_csv(data: bytes, *, name: str, symbol: str | None = None, timefra
         tf = _timeframe(t[m], name, lines[m], sym)
         if timeframe and tf != timeframe:
             raise _fail(name, f"--timeframe {timeframe}, but {sym}'s bars are {tf} apart")
-        frame = pd.DataFrame({"time": t[m], "open": o[m], "high": h[m], "low": lo[m], "close": c[m], "volume": v[m]})
+        frame = pd.DataFrame({"time": t[m], "open": o[m], "high": h[m], "low": lo[m], "close": c[m], "volume": v[m],
+                              "trades": n[m], "vwap": vwap[m], "buy_volume": bv[m]})
         out.append(OhlcSeries(sym, tf, frame.reset_index(drop=True)))
     return out
 
@@ -221,7 +262,12 @@ def is_ohlc_file(path: Path) -> bool:
     return looks_like_ohlc(head.decode("utf-8-sig", errors="replace").splitlines()[0] if head.strip() else "")
 
 
+def _rows(frame: pd.DataFrame) -> list[tuple[object, ...]]:
+    """Store rows of a series, None (SQL NULL) where the file did not say."""
+    cols = [frame[c].astype("object").where(frame[c].notna(), None).tolist() for c in OHLC_COLUMNS]
+    return list(zip(*cols, strict=True))
+
+
 def store_ohlc(store: Store, series: list[OhlcSeries]) -> int:
     """All series of one file in one transaction: a failure stores none of them."""
-    return store.insert_ohlc(
-        (s.symbol, s.timeframe, zip(*(s.frame[c].tolist() for c in OHLC_COLUMNS), strict=True)) for s in series)
+    return store.insert_ohlc((s.symbol, s.timeframe, _rows(s.frame)) for s in series)

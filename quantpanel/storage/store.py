@@ -17,11 +17,12 @@ from quantpanel.alerts.engine import ALERT_COLUMNS
 from quantpanel.errors import StoreError
 from quantpanel.models import Bar, Tick
 
-__all__ = ["Store", "BAR_COLUMNS", "ALERT_COLUMNS"]
+__all__ = ["Store", "BAR_COLUMNS", "OHLC_BAR_COLUMNS", "ALERT_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
 BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume")
+OHLC_BAR_COLUMNS = BAR_COLUMNS  # an imported series stores the same fields, NULL where unknown
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ticks (
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS bars (
     timeframe TEXT NOT NULL,
     time INTEGER NOT NULL,
     open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
-    volume REAL NOT NULL, trades INTEGER NOT NULL, vwap REAL NOT NULL, buy_volume REAL NOT NULL,
+    volume REAL NOT NULL, trades INTEGER NOT NULL, vwap REAL NOT NULL,
+    buy_volume REAL,               -- NULL: a tick of unknown side is in the bar
     PRIMARY KEY (symbol, timeframe, time)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,12 +51,12 @@ CREATE TABLE IF NOT EXISTS alert_rules (
     spec TEXT NOT NULL,            -- the rule as JSON (quantpanel.alerts.rules.Rule)
     deleted INTEGER NOT NULL DEFAULT 0  -- kept, so a config rule the user deleted stays deleted
 );
-CREATE TABLE IF NOT EXISTS ohlc_bars (  -- uploaded OHLC files (offline mode), apart from tick bars
+CREATE TABLE IF NOT EXISTS ohlc_bars (  -- imported OHLC series, apart from the bars built from ticks
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,
     time INTEGER NOT NULL,
     open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
-    volume REAL NOT NULL,
+    volume REAL, trades INTEGER, vwap REAL, buy_volume REAL,  -- NULL: the file does not say
     PRIMARY KEY (symbol, timeframe, time)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alerts (
@@ -63,8 +65,28 @@ CREATE TABLE IF NOT EXISTS alerts (
     subject TEXT NOT NULL, timeframe TEXT NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
     condition TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
 """
+
+# Version 1 -> 2: bars.buy_volume may be unknown (NULL); ohlc_bars keeps what a file says and no
+# more (volume optional; trades, vwap, taker buy volume when the file has them). SQLite cannot
+# relax NOT NULL in place, so both tables are copied into their new shape in one transaction.
+_MIGRATE_1_2 = """
+ALTER TABLE bars RENAME TO bars_v1;
+ALTER TABLE ohlc_bars RENAME TO ohlc_bars_v1;
+{schema}
+INSERT INTO bars SELECT * FROM bars_v1;
+INSERT INTO ohlc_bars (symbol, timeframe, time, open, high, low, close, volume)
+    SELECT symbol, timeframe, time, open, high, low, close, volume FROM ohlc_bars_v1;
+DROP TABLE bars_v1;
+DROP TABLE ohlc_bars_v1;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+"""
+_SIDES = (False, True, None)  # ticks.buyer_maker: 0, 1, or 2 = unknown (a collector without sides)
+
+
+def _nan(v: float | None) -> float:
+    return float("nan") if v is None else v
 
 
 class Store:
@@ -77,14 +99,33 @@ class Store:
                 if not self.path.is_file():
                     raise StoreError(f"{self.path}: no such database")
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+                if self._version() == "1":  # an older file: migrate it once, then read
+                    self._db.close()
+                    Store(self.path).close()
+                    self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=10)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
                 self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+
+    def _version(self) -> str | None:
+        """The file's schema version; None for a new file."""
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        if not has_meta:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return row[0] if row else None
+
+    def _migrate(self) -> None:
+        if self._version() == "1":
+            log.info("%s: migrating the schema from version 1 to 2", self.path)
+            self._db.executescript("BEGIN;" + _MIGRATE_1_2.format(schema=_SCHEMA) + "COMMIT;")
 
     def close(self) -> None:
         self._db.close()
@@ -110,7 +151,7 @@ class Store:
         return self._write(
             "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            ticks,
+            (t if t[5] is not None else (*t[:5], 2) for t in ticks),
         )
 
     def iter_ticks(
@@ -124,7 +165,7 @@ class Store:
         )
         while rows := cur.fetchmany(chunk):
             for s, t, a, p, q, m in rows:
-                yield Tick(s, t, a, p, q, bool(m))
+                yield Tick(s, t, a, p, q, _SIDES[m])
 
     def read_ticks(self, symbol: str, start: int | None = None, end: int | None = None) -> list[Tick]:
         return list(self.iter_ticks(symbol, start, end))
@@ -150,8 +191,9 @@ class Store:
                                     (symbol, start, end)).fetchone()[0])
 
     def max_agg_id(self, symbol: str) -> int:
-        """Highest stored agg_id of ``symbol``, -1 when none."""
-        row = self._db.execute("SELECT MAX(agg_id) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()
+        """Highest stored exchange agg_id of ``symbol`` (synthetic keys aside), -1 when none."""
+        row = self._db.execute("SELECT MAX(agg_id) FROM ticks WHERE symbol = ? AND agg_id >= 0",
+                               (symbol,)).fetchone()
         return -1 if row[0] is None else int(row[0])
 
     def max_time(self, symbol: str) -> int:
@@ -198,7 +240,7 @@ class Store:
         if last is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT ?) ORDER BY time"
             params = (*params, last)
-        return [Bar(symbol, timeframe, *row) for row in self._db.execute(sql, params)]
+        return [Bar(symbol, timeframe, *row[:8], _nan(row[8])) for row in self._db.execute(sql, params)]
 
     def delete_bars(self, symbol: str) -> None:
         self._write("DELETE FROM bars WHERE symbol = ?", [(symbol,)])
@@ -259,25 +301,40 @@ class Store:
         rows = self._db.execute(sql + " ORDER BY id", (last,) if last is not None else ()).fetchall()
         return rows
 
-    # -- uploaded OHLC bars --------------------------------------------------------------------
+    # -- imported OHLC series ------------------------------------------------------------------
     def insert_ohlc(self, series: Iterable[tuple[str, str, Iterable[Sequence[object]]]]) -> int:
-        """(symbol, timeframe, rows of time, open, high, low, close, volume) for several series,
-        all in one transaction; a bar already stored is replaced. Returns rows written."""
+        """(symbol, timeframe, rows in OHLC_BAR_COLUMNS order, None where unknown) for several
+        series, all in one transaction; a bar already stored is replaced. Returns rows written."""
+        cols = ", ".join(OHLC_BAR_COLUMNS)
         try:
             with self._db:
                 before = self._db.total_changes
                 for symbol, timeframe, rows in series:
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO ohlc_bars (symbol, timeframe, time, open, high, low, close, volume) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ((symbol, timeframe, *r) for r in rows))
+                        f"INSERT OR REPLACE INTO ohlc_bars (symbol, timeframe, {cols}) "
+                        f"VALUES (?, ?, {', '.join('?' * len(OHLC_BAR_COLUMNS))})",
+                        ((symbol, timeframe, *r) for r in rows))
                 return self._db.total_changes - before
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: write failed, nothing of this file stored: {exc}") from None
 
-    def read_ohlc(self, symbol: str, timeframe: str) -> list[tuple[int, float, float, float, float, float]]:
+    def read_ohlc(self, symbol: str, timeframe: str, start: int | None = None, end: int | None = None,
+                  ) -> list[Bar]:
+        """An imported series' bars with ``start <= time < end``, oldest first; NaN where the file
+        did not say."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(OHLC_BAR_COLUMNS)} FROM ohlc_bars WHERE symbol = ? AND timeframe = ? "
+            "AND time >= ? AND time < ? ORDER BY time",
+            (symbol, timeframe, start if start is not None else -(2**62), end if end is not None else 2**62))
+        return [Bar(symbol, timeframe, t, o, h, lo, c, _nan(v), _nan(n), _nan(vw), _nan(bv))
+                for t, o, h, lo, c, v, n, vw, bv in rows]
+
+    def bar_series(self) -> list[tuple[str, str, int, int, int]]:
+        """(symbol, timeframe, bars, first time, last time) of every cached or imported series."""
         return self._db.execute(
-            "SELECT time, open, high, low, close, volume FROM ohlc_bars WHERE symbol = ? AND timeframe = ? "
-            "ORDER BY time", (symbol, timeframe)).fetchall()
+            "SELECT symbol, timeframe, COUNT(*), MIN(time), MAX(time) FROM "
+            "(SELECT symbol, timeframe, time FROM bars UNION SELECT symbol, timeframe, time FROM ohlc_bars) "
+            "GROUP BY symbol, timeframe ORDER BY symbol, timeframe").fetchall()
 
     def ohlc_series(self) -> list[tuple[str, str, int, int, int]]:
         """(symbol, timeframe, bars, first time, last time) of every uploaded series."""

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from quantpanel.alerts.engine import Alert
-from quantpanel.alerts.rules import Rule
+from quantpanel.alerts.rules import Rule, inactive_reason
 from quantpanel.notify.webhook import Webhook
 from quantpanel.pipeline.runtime import Runtime
 
@@ -145,9 +145,10 @@ def test_a_bad_rule_in_config_names_its_key(tmp_path):
 
     with pytest.raises(ConfigError, match=r"alerts\.rules\.0.*pair"):
         _config(tmp_path, **{"alerts.rules": [{"name": "x", "metric": "zscore", "op": ">", "threshold": 1}]})
-    with pytest.raises(ConfigError, match=r"alerts\.rules\.0.*DOGEUSDT"):
-        _config(tmp_path, **{"alerts.rules": [{"name": "x", "metric": "price", "symbol": "DOGEUSDT",
-                                               "op": ">", "threshold": 1}]})
+    # a rule on a symbol the feed does not ingest is no error: kept, and inactive (issue 13)
+    cfg = _config(tmp_path, **{"alerts.rules": [{"name": "x", "metric": "price", "symbol": "DOGEUSDT",
+                                                 "op": ">", "threshold": 1}]})
+    assert "DOGEUSDT not ingested" in inactive_reason(cfg.alerts.rules[0], cfg.symbols, cfg.timeframes)
 
 
 # -- webhook -------------------------------------------------------------------------------------

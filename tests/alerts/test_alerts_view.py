@@ -73,3 +73,26 @@ async def test_pull_toasts_only_new_alerts_and_logs_them(hub):
     assert list(view.log_table.value["rule"]) == ["r"]
     csv = view.downloads[0].callback().read()
     assert csv.splitlines()[0].startswith("time,rule_id,rule,metric") and "2023-11-14T22:13:20Z" in csv
+
+
+async def test_a_rule_on_a_symbol_not_ingested_is_listed_inactive_and_never_fatal(tmp_path):
+    """A config rule naming symbols the feed does not follow (a --symbols override) is kept,
+    shown as inactive with the reason, and not evaluated (issue 13, item 1)."""
+    rules = [{"name": "sol z", "metric": "zscore", "pair": ["SOLUSDT", "BTCUSDT"], "timeframe": "1s",
+              "op": "outside", "threshold": 2.0},
+             {"name": "eth 1h", "metric": "price", "symbol": "ETHUSDT", "timeframe": "1h", "op": ">",
+              "threshold": 1.0}]
+    rt = Runtime(_config(tmp_path, source="replay", **{"alerts.rules": rules}))
+    hub = Hub(rt, buffer_bars=50)
+    await rt.start()
+    try:
+        view = AlertsView(hub)
+        view.refresh_rules()
+        status = dict(zip(view.rules_table.value["name"], view.rules_table.value["status"], strict=True))
+        assert status["sol z"].startswith("inactive: SOLUSDT not ingested")
+        assert status["eth 1h"].startswith("inactive: timeframe 1h not built")
+        assert rt.alerting is not None and rt.alerting.rules == {}  # neither is evaluated
+        with Store(rt.db_path) as store:
+            assert [name for _, name, _ in store.read_rules()] == ["sol z", "eth 1h"]  # both stay stored
+    finally:
+        await rt.stop()

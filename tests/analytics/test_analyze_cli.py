@@ -33,9 +33,10 @@ def test_analyze_json_matches_statsmodels(tmp_path, usdm_ticks):
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert list(got) == KEYS
-    # independent: closed 1 s bars of each leg (the last, forming bar excluded), inner-joined
+    # independent: every 1 s bar of each leg, inner-joined; the last bar counts too: in stored
+    # history it is closed, since its end is long before the wall clock (ANALYTICS.md)
     bars, _ = build_bars(usdm_ticks, ["1s"])
-    closes = {s: pd.Series({b.time: b.close for b in bars if b.symbol == s and b.closed}) for s in ("ETHUSDT", "BTCUSDT")}
+    closes = {s: pd.Series({b.time: b.close for b in bars if b.symbol == s}) for s in ("ETHUSDT", "BTCUSDT")}
     df = pd.concat(closes, axis=1, join="inner").sort_index()
     y, x = df["ETHUSDT"].to_numpy(), df["BTCUSDT"].to_numpy()
     fit = sm.OLS(y, sm.add_constant(x)).fit()
@@ -54,7 +55,7 @@ def test_analyze_json_matches_statsmodels(tmp_path, usdm_ticks):
         "coint_stat": eg[0], "coint_pvalue": eg[1], "half_life": -math.log(2) / hl_fit.params[1],
         "hurst": hurst, "zscore_last": z.iloc[-1], "corr_last": corr.iloc[-1],
     }
-    assert got["n"] == expected["n"] == 343 and got["adf_lag"] == expected["adf_lag"]
+    assert got["n"] == expected["n"] == 344 and got["adf_lag"] == expected["adf_lag"]
     assert (got["coint_stat"], got["coint_pvalue"]) == (expected["coint_stat"], expected["coint_pvalue"])
     # ADF: exactly statsmodels on the reported spread; within 1e-9 of the all-statsmodels chain
     # (whose OLS differs from ours in the last bits, and so the spread)
@@ -72,7 +73,7 @@ def test_analyze_reports_nulls_and_reasons_for_short_data(tmp_path, usdm_ticks):
     assert qp("import", "--db", str(db), str(USDM_TRADES)).returncode == 0
     proc = qp("analyze", "--db", str(db), "--pair", "ETHUSDT", "BTCUSDT", "--timeframe", "1m", "--json")
     got = json.loads(proc.stdout)
-    assert got["n"] == 5 and got["hurst"] is None and got["adf_stat"] is None
+    assert got["n"] == 6 and got["hurst"] is None and got["adf_stat"] is None
     assert got["zscore_last"] is None  # fewer bars than the window: NaN -> null
-    assert "Hurst exponent (max_lag=100) needs at least 102 observations, got 5" in proc.stderr
-    assert "ADF test needs at least 10 observations, got 5" in proc.stderr
+    assert "Hurst exponent (max_lag=100) needs at least 102 observations, got 6" in proc.stderr
+    assert "ADF test needs at least 10 observations, got 6" in proc.stderr

@@ -218,7 +218,7 @@ def test_rebuild_since_restores_the_bars_of_a_late_fill(tmp_path, usdm_ticks):
         bars, _ = build_bars(partial, tfs, include_forming=False)
         store.upsert_bars(bars)  # what the live builder stored without the hole's trades
         store.insert_ticks([btc[k] for k in sorted(hole)])  # the late backfill
-        assert rebuild_bars_since(store, "BTCUSDT", tfs, btc[8000].time) > 0
+        assert len(rebuild_bars_since(store, "BTCUSDT", tfs, btc[8000].time)) > 0
         ref, _ = build_bars(btc, tfs, include_forming=False)
         last = {tf: max(b.time for b in bars if b.timeframe == tf) for tf in tfs}
         for tf in tfs:
