@@ -83,6 +83,7 @@ class StorageConfig(_Section):
     db_path: Path = Path("data/quantpanel.db")
     replay_db_path: Path = Path("data/replay.db")
     max_upload_mb: float = Field(50.0, gt=0, le=2048)  # OHLC / aggTrades files uploaded or imported
+    bundled_ohlc_dir: Path = Path("data/ohlc")  # real OHLC files the Offline tab offers in one click
 
 
 class ServerConfig(_Section):
@@ -287,6 +288,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
                 update={
                     "db_path": fix(cfg.storage.db_path),
                     "replay_db_path": fix(cfg.storage.replay_db_path),
+                    "bundled_ohlc_dir": fix(cfg.storage.bundled_ohlc_dir),
                 }
             ),
         }

@@ -154,19 +154,26 @@ def test_bad_csv_row_names_line_and_column_and_stores_nothing_of_the_file(tmp_pa
     [
         ("1,2,3\n", r":1: expected 7 columns"),
         ("1,100.0,1.0,1,1,1723161256322,maybe\n", r":1: column 'is_buyer_maker'"),
-        ("1,100.0,1.0,1,1,yesterday,true\n", r":1: column 'agg_trade_id'"),
+        ("1,100.0,1.0,1,1,yesterday,true\n", r":1: column 'transact_time'"),
+        ("1,100.0,1.0,1,1,1723161256,true\n", None),  # epoch seconds: read as such (futures dumps: ms)
+        ("1,100.0,1.0,1,1,50000000000,true\n", r":1: column 'transact_time'"),  # no time in any unit
     ],
 )
 def test_other_bad_csv_rows(tmp_path, content, match):
     path = tmp_path / "ETHUSDT-aggTrades-2024-08-08.csv"
     path.write_text(content)
-    with Store(tmp_path / "q.db") as store, pytest.raises(ImportFileError, match=match):
-        import_file(store, path)
+    with Store(tmp_path / "q.db") as store:
+        if match is None:
+            assert [t.time for t in store.read_ticks("ETHUSDT")] == [] and import_file(store, path).stored == 1
+            assert [t.time for t in store.read_ticks("ETHUSDT")] == [1723161256000]
+            return
+        with pytest.raises(ImportFileError, match=match):
+            import_file(store, path)
 
 
 def test_csv_symbol_must_be_known(tmp_path):
     path = tmp_path / "trades.csv"
-    path.write_text(_csv_rows([Tick("X", 1, 1, 1.0, 1.0, True)]))
+    path.write_text(_csv_rows([Tick("X", 1_723_161_256_322, 1, 1.0, 1.0, True)]))
     with Store(tmp_path / "q.db") as store:
         with pytest.raises(ImportFileError, match="cannot tell the symbol"):
             import_file(store, path)

@@ -39,7 +39,8 @@ class PriceStats:
 def price_stats(bars: pd.DataFrame, *, timeframe_s: float, window: int | None = None) -> PriceStats:
     """Statistics of the last ``window`` bars (all when None).
 
-    ``bars`` has columns open, high, low, close, volume, vwap, indexed by bar time.
+    ``bars`` has columns open, high, low, close, volume, vwap, indexed by bar time; volume and
+    vwap may be NaN (an OHLC file that lacks them), and so then are ``volume`` and ``vwap``.
     """
     missing = {"open", "high", "low", "close", "volume", "vwap"} - set(bars.columns)
     if missing:
@@ -49,13 +50,15 @@ def price_stats(bars: pd.DataFrame, *, timeframe_s: float, window: int | None = 
     if len(b) < 2:
         raise InsufficientDataError("price statistics", 2, len(b))
     close = as_array(b["close"], "close")
-    vol = as_array(b["volume"], "volume")
+    # an imported OHLC series may not say its volume or vwap (NaN): then neither can these
+    vol = b["volume"].to_numpy(dtype="float64")
+    bar_vwap = b["vwap"].to_numpy(dtype="float64")
     r = np.diff(np.log(close))
     first_open = float(b["open"].iloc[0])
     last = float(close[-1])
     sd = float(np.std(r, ddof=1)) if len(r) >= 2 else math.nan
     total = float(vol.sum())
-    vwap = float((as_array(b["vwap"], "vwap") * vol).sum() / total) if total > 0 else last
+    vwap = float((bar_vwap * vol).sum() / total) if total > 0 else last if total == 0 else math.nan
     return PriceStats(
         last=last, change=last - first_open, change_pct=(last / first_open - 1.0) * 100.0,
         high=float(b["high"].max()), low=float(b["low"].min()), mean=float(close.mean()),

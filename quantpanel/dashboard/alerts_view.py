@@ -97,7 +97,7 @@ class AlertsView(Viewer):
         self._layout = pn.Column(
             pn.pane.Markdown("#### Rules — evaluated on every closed bar in the shared pipeline "
                              "(feed rules about once a second); stored, so they survive a restart"),
-            pn.FlexBox(*form), pn.Row(self.add_button, self.update_button, self.mute_button, self.delete_button),
+            pn.FlexBox(*form), pn.FlexBox(self.add_button, self.update_button, self.mute_button, self.delete_button),
             self.error, self.rules_table,
             pn.Row(pn.pane.Markdown("#### Alert log"), *self.downloads),
             self.log_table, sizing_mode="stretch_width", name="Alerts")

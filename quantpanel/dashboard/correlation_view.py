@@ -61,12 +61,12 @@ class CorrelationView(Viewer):
         self.table.on_click(self._on_row)
         self._done = (0, 0)  # scanner progress, written by the worker thread, shown by pull()
         self._layout = pn.Column(
-            pn.Row(pn.widgets.Select.from_param(self.param.timeframe, width=120),
+            pn.FlexBox(pn.widgets.Select.from_param(self.param.timeframe, width=120),
                    pn.widgets.IntInput.from_param(self.param.window, width=150)),
             self.heat_note, self._heat_pane,
             pn.pane.Markdown("#### Pair scanner: every pair of the configured symbols, most "
                              "cointegrated first (click a row to open it in the Pair tab)"),
-            pn.Row(pn.widgets.IntInput.from_param(self.param.lookback, width=200), self.scan_button,
+            pn.FlexBox(pn.widgets.IntInput.from_param(self.param.lookback, width=200), self.scan_button,
                    self.progress, self.scan_note),
             self.table, sizing_mode="stretch_width", name="Correlation")
 

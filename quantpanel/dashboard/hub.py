@@ -210,6 +210,14 @@ class Hub:
         call it from a worker thread."""
         return self.runtime.load_closes(symbols, timeframe, last=last)
 
+    def load_bars(self, symbols: list[str], timeframe: str) -> dict[str, list[Bar]]:
+        """All stored closed bars (imported OHLC series included). Blocking: a worker thread."""
+        return self.runtime.load_bars(symbols, timeframe)
+
+    def stored_series(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """(symbols with trades, (symbol, timeframe) series cached or imported). Blocking."""
+        return self.runtime.stored_series()
+
     # -- pairs ---------------------------------------------------------------------------------
     def watch_pair(self, spec: PairSpec) -> None:
         """Compute ``spec`` live from now on, warmed up on the bars the hub holds."""

@@ -1,4 +1,5 @@
-"""Offline mode: upload an OHLC CSV, see its candles and the pair analytics of two uploaded series.
+"""Offline mode: upload an OHLC CSV (or load a bundled real pair in one click), see its candles and
+the pair analytics of two stored series, and open them in the Pair and Backtest tabs.
 
 An upload is parsed and validated whole in a worker thread, then stored in one transaction: a bad
 file shows its message (file, line, column) and changes nothing already loaded or stored.
@@ -7,7 +8,9 @@ file shows its message (file, line, column) and changes nothing already loaded o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import panel as pn
@@ -18,9 +21,18 @@ from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.notebook import candles, pair_series, spread, zscore
 from quantpanel.dashboard.plots import candle_frame
 from quantpanel.errors import QuantPanelError
-from quantpanel.storage.ohlc import OHLC_TIMEFRAMES, parse_ohlc_csv
+from quantpanel.analytics import align, ols_hedge
+from quantpanel.storage.ohlc import OHLC_TIMEFRAMES, parse_ohlc_csv, read_file_bytes
 
-__all__ = ["OfflineView"]
+__all__ = ["OfflineView", "BUNDLED_PAIRS"]
+
+#: Real OHLC pairs shipped in ``storage.bundled_ohlc_dir`` (data/SOURCES.md): label -> files (A, B).
+BUNDLED_PAIRS: dict[str, tuple[str, str]] = {
+    "Bybit daily data (real, not Binance): BTCUSDT / BNBUSDT, 2023-03-15 … 09-30":
+        ("BTCUSDT-bybit-1d.csv", "BNBUSDT-bybit-1d.csv"),
+    "Binance.US spot 1m (real, not futures): BTCUSDT / BTCUSDC over the USDC de-peg, 2023-03":
+        ("binanceus-BTCUSDT-1m-2023-03-01_2023-03-21.csv.gz", "binanceus-BTCUSDC-1m-2023-03-01_2023-03-21.csv.gz"),
+}
 
 
 def _day(ms: int) -> str:
@@ -35,9 +47,25 @@ class OfflineView(Viewer):
     leg_b = param.Selector(default=None, objects=[], label="Pair leg B (x)")
     window = param.Integer(default=20, bounds=(2, 10_000), label="z window (bars)")
 
-    def __init__(self, hub: Hub, **params: object) -> None:
+    def __init__(self, hub: Hub, *, on_stored: Callable[[], None] | None = None,
+                 open_pair: Callable[[str, str, str], None] | None = None, **params: object) -> None:
         super().__init__(**params)
         self._hub = hub
+        self._on_stored = on_stored  # the session's other tabs offer what was just stored
+        self._open_pair = open_pair
+        folder = Path(hub.config.storage.bundled_ohlc_dir)
+        self.bundled = {label: tuple(folder / f for f in files) for label, files in BUNDLED_PAIRS.items()
+                        if all((folder / f).is_file() for f in files)}
+        self.bundled_select = pn.widgets.Select(options=list(self.bundled), width=560,
+                                                label="Bundled real data", css_classes=["qp-bundled-select"])
+        self.bundled_button = pn.widgets.Button(label="Load bundled pair", color="primary", width=170,
+                                                css_classes=["qp-load-bundled"])
+        self.bundled_button.on_click(self.load_bundled)
+        self.open_pair_button = pn.widgets.Button(label="Analyse in Pair and Backtest tabs", width=260,
+                                                  css_classes=["qp-open-pair"], visible=open_pair is not None)
+        self.open_pair_button.on_click(self._on_open_pair)
+        self.pair_summary = pn.pane.Markdown("", css_classes=["qp-offline-pair-summary"])
+        self._labels: dict[str, str] = {}  # "SYMBOL tf" -> where a bundled series comes from
         self.upload = pn.widgets.FileInput(accept=".csv,.txt", multiple=False, css_classes=["qp-upload"])
         self.upload.param.watch(self._on_upload, ["value", "filename"])
         self.ok = pn.pane.Alert("", alert_type="success", visible=False, css_classes=["qp-upload-ok"])
@@ -47,27 +75,34 @@ class OfflineView(Viewer):
                                           sizing_mode="stretch_width", css_classes=["qp-uploads"])
         self.chart = pn.Column(sizing_mode="stretch_width", css_classes=["qp-upload-chart"])
         self.pair_chart = pn.Column(sizing_mode="stretch_width", css_classes=["qp-upload-pair"])
-        self.trades_upload = pn.widgets.FileInput(accept=".csv,.zip", multiple=False, css_classes=["qp-trades-upload"])
+        self.trades_upload = pn.widgets.FileInput(accept=".csv,.zip,.ndjson,.jsonl", multiple=False,
+                                                  css_classes=["qp-trades-upload"])
         self.trades_upload.param.watch(self._on_trades_upload, ["value", "filename"])
         self.trades_progress = pn.indicators.Progress(value=0, max=100, visible=False, width=300,
                                                       css_classes=["qp-trades-progress"])
         self.trades_message = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-trades-message"])
         self.uploads = 0
         self.loaded = False  # the stored series were listed (once the runtime has its database)
+        bundled = ([pn.pane.Markdown("#### Try it on bundled real data — one click stores the pair and "
+                                     "shows its analytics below"),
+                    pn.FlexBox(self.bundled_select, self.bundled_button)] if self.bundled else [])
         self._layout = pn.Column(
-            pn.pane.Markdown("#### Upload an OHLC CSV — a time column (ISO-8601 or epoch s/ms) and "
+            *bundled,
+            pn.pane.Markdown("#### Upload an OHLC CSV — a time column (ISO-8601 or epoch s/ms/µs/ns) and "
                              "open/high/low/close, volume optional; one symbol per file (named in the "
                              "file name, e.g. `BTCUSDT-1m.csv`) or a symbol column. The timeframe is "
                              "the data's own."),
             self.upload, self.ok, self.error, self.table,
             pn.Row(pn.widgets.Select.from_param(self.param.series, width=220)), self.chart,
             pn.pane.Markdown("#### Pair analytics of two uploaded series (same timeframe)"),
-            pn.Row(pn.widgets.Select.from_param(self.param.leg_a, width=220),
+            pn.FlexBox(pn.widgets.Select.from_param(self.param.leg_a, width=220),
                    pn.widgets.Select.from_param(self.param.leg_b, width=220),
                    pn.widgets.IntInput.from_param(self.param.window, width=140)),
-            self.pair_chart,
+            pn.FlexBox(self.pair_summary, self.open_pair_button), self.pair_chart,
             pn.pane.Markdown("#### Import trades — a data.binance.vision futures aggTrades file "
-                             "(`BTCUSDT-aggTrades-2024-08-08.zip` or `.csv`, header or not). The trades "
+                             "(`BTCUSDT-aggTrades-2024-08-08.zip` or `.csv`, header or not) or a tick "
+                             "collector's NDJSON (`{\"symbol\",\"ts\",\"price\",\"size\"}` per line; no ids "
+                             "or sides, so keys are synthesised and buy volume is unknown). The trades "
                              "are stored (all or none) and can be replayed from the Replay tab."),
             self.trades_upload, self.trades_progress, self.trades_message,
             sizing_mode="stretch_width", name="Offline")
@@ -99,11 +134,19 @@ class OfflineView(Viewer):
 
     async def ingest(self, name: str, data: bytes) -> None:
         """Validate the whole file, then store it; show what happened either way."""
+        stored = await self._store([(name, lambda: data)])
+        if stored:
+            self.uploads += 1
+            self.series = f"{stored[-1][0]} {stored[-1][1]}"
+
+    async def _store(self, files: list[tuple[str, Callable[[], bytes]]], label: str = "",
+                     ) -> list[tuple[str, str, int]]:
+        """Parse every file whole, then store them together; the message says what happened."""
         cap = int(self._hub.config.storage.max_upload_mb * 2**20)
         self.ok.visible = self.error.visible = False
 
         def work() -> list[tuple[str, str, int]]:
-            series = parse_ohlc_csv(data, name=name, max_bytes=cap)
+            series = [s for name, read in files for s in parse_ohlc_csv(read(), name=name, max_bytes=cap)]
             self._hub.runtime.store_ohlc(series)
             return [(s.symbol, s.timeframe, len(s.frame)) for s in series]
 
@@ -112,12 +155,37 @@ class OfflineView(Viewer):
         except QuantPanelError as exc:
             self.error.object = f"**Not imported** — {exc}"
             self.error.visible = True
-            return
-        self.uploads += 1
-        self.ok.object = "Imported " + ", ".join(f"{s} {tf}: {n:,} bars" for s, tf, n in stored) + f" from {name}"
+            return []
+        source = label or " and ".join(name for name, _ in files)
+        for s, tf, _ in stored:
+            self._labels[f"{s} {tf}"] = label
+        self.ok.object = "Imported " + ", ".join(f"{s} {tf}: {n:,} bars" for s, tf, n in stored) + f" from {source}"
         self.ok.visible = True
         await self.load()
-        self.series = f"{stored[-1][0]} {stored[-1][1]}"
+        if self._on_stored is not None:
+            self._on_stored()
+        return stored
+
+    async def load_bundled(self, _event: object = None) -> None:
+        """Store the chosen bundled pair and show its analytics (spread, z-score, hedge)."""
+        label = self.bundled_select.value
+        if label not in self.bundled:
+            return
+        cap = int(self._hub.config.storage.max_upload_mb * 2**20)
+        self.bundled_button.loading = True
+        try:
+            stored = await self._store([(p.name, lambda p=p: read_file_bytes(p, max_bytes=cap))
+                                        for p in self.bundled[label]], label)
+        finally:
+            self.bundled_button.loading = False
+        if len(stored) == 2:
+            (a, tf, _), (b, _, _) = stored
+            self.param.update(series=f"{a} {tf}", leg_a=f"{a} {tf}", leg_b=f"{b} {tf}")
+
+    def _on_open_pair(self, _event: object = None) -> None:
+        if self._open_pair is not None and self.leg_a and self.leg_b and self.leg_a != self.leg_b:
+            (a, tf), (b, _) = self.leg_a.split(" "), self.leg_b.split(" ")
+            self._open_pair(a, b, tf)
 
     async def _on_trades_upload(self, *events: object) -> None:
         if self.trades_upload.filename:
@@ -153,12 +221,15 @@ class OfflineView(Viewer):
             return
         sym, tf = self.series.split(" ")
         df = self._hub.runtime.read_ohlc(sym, tf)
+        label = self._labels.get(self.series) or "uploaded"
         self.chart.objects = [pn.pane.HoloViews(
-            candles(candle_frame(df, OHLC_TIMEFRAMES[tf]), title=f"{sym} {tf} (uploaded)"),
+            candles(candle_frame(df, OHLC_TIMEFRAMES[tf]), title=f"{sym} {tf} ({label})"),
             sizing_mode="stretch_width", linked_axes=False)]
 
     @param.depends("leg_a", "leg_b", "window", watch=True)
     def _show_pair(self) -> None:
+        self.pair_summary.object = ""
+        self.open_pair_button.disabled = True
         if not self.leg_a or not self.leg_b or self.leg_a == self.leg_b:
             self.pair_chart.objects = [pn.pane.Markdown("*Upload two series and pick them as leg A and B.*")]
             return
@@ -169,8 +240,13 @@ class OfflineView(Viewer):
         closes = [self._hub.runtime.read_ohlc(s, tfa).set_index("time")["close"] for s in (a, b)]
         try:
             series = pair_series(closes[0], closes[1], window=self.window)
+            hedge = ols_hedge(*align(closes[0], closes[1]))
         except QuantPanelError as exc:
             self.pair_chart.objects = [pn.pane.Markdown(f"*{exc}*")]
             return
+        z = series["zscore"].iloc[-1]
+        self.pair_summary.object = (f"**{a}** (y) vs **{b}** (x), {tfa}: {len(series):,} aligned bars · OLS β "
+                                    f"{hedge.beta:.4g} · R² {hedge.r2:.3f} · last z {z:.2f}")
+        self.open_pair_button.disabled = False
         self.pair_chart.objects = [pn.pane.HoloViews((spread(series) + zscore(series)).cols(1),
                                                      sizing_mode="stretch_width", linked_axes=False)]

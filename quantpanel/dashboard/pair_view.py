@@ -1,4 +1,9 @@
-"""The pair panel of one session: live spread, z-score and correlation, stats, on-demand tests."""
+"""The pair panel of one session: live spread, z-score and correlation, stats, on-demand tests.
+
+A pair the feed follows at a timeframe it builds is live (the hub's pair analytics, every closed
+bar). Any other stored pair (an imported OHLC series, a longer timeframe of stored trades) is
+drawn once from every stored bar by the same batch analytics the notebook uses, into the same
+charts: one tab for both."""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from quantpanel.analytics import PairReport, align, pair_report, price_stats
+from quantpanel.analytics import HedgeResult, PairReport, align, ols_hedge, pair_report, price_stats
 from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.notebook import pair_series
 from quantpanel.dashboard.plots import (
     PAIR_FRAME_COLUMNS,
     alert_markers,
@@ -26,13 +32,15 @@ from quantpanel.dashboard.plots import (
     thresholds,
     zscore_curve,
 )
-from quantpanel.models import Bar, timeframe_ms
+from quantpanel.errors import QuantPanelError
+from quantpanel.models import SERIES_TIMEFRAMES, Bar, timeframe_ms
 from quantpanel.pipeline.pairs import PairSpec
 
-__all__ = ["PairView"]
+__all__ = ["PairView", "bar_closes"]
 
 
-def _closes(bars: list[Bar]) -> pd.Series:
+def bar_closes(bars: list[Bar]) -> pd.Series:
+    """Closes of bars, indexed by bar time: the pair analytics' input (Pair and Backtest tabs)."""
     return pd.Series([b.close for b in bars], index=pd.to_datetime([b.time for b in bars], unit="ms"),
                      dtype="float64")
 
@@ -76,6 +84,9 @@ class PairView(Viewer):
         super().__init__(**params)
         self._hub = hub
         self._seq: int | None = None
+        self.series_loaded = False  # the stored series were offered (once the runtime has its DB)
+        self._stored: dict[str, list[Bar]] = {}  # a stored pair's bars, by leg
+        self._stored_hedge: HedgeResult | None = None
         self.buffer = hv.streams.Buffer(pair_frame([]), length=hub.buffer_bars, index=False)
         opts = {"responsive": True, "height": 220, "tools": ["hover"], "show_grid": True}
         zlines = hv.DynamicMap(thresholds, streams=[hv.streams.Params(self, ["entry", "exit"])])
@@ -104,16 +115,16 @@ class PairView(Viewer):
         self.last_report: PairReport | None = None
         self.downloads = downloads(self.series_export, "pair", "pair series", css="qp-pair-download")
         self._name_downloads()
-        controls = pn.Row(*(pn.widgets.Select.from_param(self.param[p], width=130) for p in ("a", "b", "timeframe")),
+        controls = pn.FlexBox(*(pn.widgets.Select.from_param(self.param[p], width=130) for p in ("a", "b", "timeframe")),
                           pn.widgets.IntInput.from_param(self.param.window, width=110),
-                          pn.widgets.IntInput.from_param(self.param.lookback, width=150),
+                          pn.widgets.IntInput.from_param(self.param.lookback, width=190),
                           pn.widgets.FloatInput.from_param(self.param.entry, width=90, step=0.1),
                           pn.widgets.FloatInput.from_param(self.param.exit, width=90, step=0.1))
         self._layout = pn.Column(
-            controls, self.error, pn.Row(self.beta_card, self.r2_card, self.z_card, *self.downloads),
+            controls, self.error, pn.FlexBox(self.beta_card, self.r2_card, self.z_card, *self.downloads),
             self._plots,
             pn.pane.Markdown("#### Legs over the window"), self.stats,
-            pn.Row(self.run_button, pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
+            pn.FlexBox(self.run_button, pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
             self.verdict, self.tests, sizing_mode="stretch_width", name="Pair")
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -125,10 +136,59 @@ class PairView(Viewer):
         return PairSpec(self.a, self.b, self.timeframe, self.window, self.lookback,
                         cfg.windows.hedge_refit_bars, cfg.kalman.delta, cfg.kalman.ve)
 
+    @property
+    def stored(self) -> bool:
+        """Not a live pair: drawn from stored bars (an imported series, an unbuilt timeframe)."""
+        cfg = self._hub.config
+        return not (self.a in cfg.symbols and self.b in cfg.symbols and self.timeframe in cfg.timeframes)
+
+    def offer_series(self, tick_symbols: list[str], series: list[tuple[str, str]]) -> None:
+        """Add what the database holds to the pickers (symbols, timeframes), keeping the choice."""
+        cfg = self._hub.config
+        syms = list(dict.fromkeys([*cfg.symbols, *tick_symbols, *(s for s, _ in series)]))
+        tfs = set(cfg.timeframes) | {tf for _, tf in series}
+        self.param.a.objects = self.param.b.objects = syms
+        self.param.timeframe.objects = [tf for tf in SERIES_TIMEFRAMES if tf in tfs]
+        self.series_loaded = True
+
+    async def load_series(self) -> None:
+        """Offer the stored series (at session start, after an import)."""
+        if self._hub.runtime.db_path is None:
+            return
+        self.offer_series(*await asyncio.to_thread(self._hub.stored_series))
+
     @param.depends("a", "b", "timeframe", "window", "lookback", watch=True)
     def _on_spec(self) -> None:
         self._seq = None  # the next pull replaces the series with the new spec's
+        self._stored, self._stored_hedge = {}, None
         self._name_downloads()
+        if self.stored and self.a != self.b:
+            pn.state.execute(self.load_stored)
+
+    async def load_stored(self) -> None:
+        """Draw a stored pair from every stored bar (in a worker thread), with its cards."""
+        a, b, tf, window, lookback = self.a, self.b, self.timeframe, self.window, self.lookback
+        k = self._hub.config.kalman
+
+        def work() -> tuple[dict[str, list[Bar]], pd.DataFrame, HedgeResult]:
+            bars = self._hub.load_bars([a, b], tf)
+            y, x = align(bar_closes(bars[a]), bar_closes(bars[b]))
+            frame = pair_series(y, x, window=window, lookback=lookback or None, delta=k.delta, ve=k.ve)
+            return bars, frame, ols_hedge(y, x, lookback=lookback or None)
+
+        try:
+            bars, frame, hedge = await asyncio.to_thread(work)
+        except (QuantPanelError, ValueError) as exc:
+            self.buffer.clear()
+            self.error.object, self.error.visible = f"{a}/{b} {tf}: {exc}", True
+            return
+        if (a, b, tf, window, lookback) != (self.a, self.b, self.timeframe, self.window, self.lookback):
+            return  # the choice changed meanwhile: its own load draws it
+        self.error.visible = False
+        self._stored, self._stored_hedge = bars, hedge
+        self.buffer.clear()
+        self.buffer.send(frame.iloc[-self._hub.buffer_bars:].reset_index(drop=True))
+        self._update_cards()
 
     def _name_downloads(self) -> None:
         rename(self.downloads, f"pair-{self.a}-{self.b}-{self.timeframe}-w{self.window}")
@@ -138,9 +198,11 @@ class PairView(Viewer):
         return self.buffer.data[list(PAIR_FRAME_COLUMNS)].reset_index(drop=True)
 
     def pull(self) -> int:
-        """Catch up with the hub; returns the number of new points."""
+        """Catch up with the hub; returns the number of new points (a stored pair has none)."""
         if self.a == self.b:
             self.error.object, self.error.visible = "Pick two different symbols for leg A and leg B.", True
+            return 0
+        if self.stored:
             return 0
         self.error.visible = False
         d = self._hub.pair_since(self.spec, self._seq)
@@ -164,16 +226,20 @@ class PairView(Viewer):
         self.markers.send(markers_frame([a for a in self._hub.alerts() if a.metric == "zscore"
                                          and a.subject == subject and a.timeframe == self.timeframe]))
 
+    def _leg_bars(self, symbol: str) -> list[Bar]:
+        """The closed bars the pair's analytics use: the hub's (live) or every stored one."""
+        return self._stored.get(symbol, []) if self.stored else self._hub.closed_bars(symbol, self.timeframe)
+
     def _update_cards(self) -> None:
         data = self.buffer.data
-        hedge = self._hub.pair_hedge(self.spec)
+        hedge = self._stored_hedge if self.stored else self._hub.pair_hedge(self.spec)
         self.beta_card.value = hedge.beta if hedge else float("nan")
         self.r2_card.value = hedge.r2 if hedge else float("nan")
         self.z_card.value = float(data["zscore"].iloc[-1]) if len(data) else float("nan")
         rows = {}
         tf_s = timeframe_ms(self.timeframe) / 1000
         for sym in dict.fromkeys((self.a, self.b)):
-            bars = self._hub.closed_bars(sym, self.timeframe)
+            bars = self._leg_bars(sym)
             if len(bars) >= 2:
                 st = price_stats(_bars_df(bars), timeframe_s=tf_s, window=self.window)
                 rows[sym] = {"last": st.last, "change %": st.change_pct, "high": st.high, "low": st.low,
@@ -185,8 +251,7 @@ class PairView(Viewer):
         """Run the statistical tests in a thread: ingestion and other sessions never wait."""
         self.run_button.loading = True
         try:
-            y, x = align(_closes(self._hub.closed_bars(self.a, self.timeframe)),
-                         _closes(self._hub.closed_bars(self.b, self.timeframe)))
+            y, x = align(bar_closes(self._leg_bars(self.a)), bar_closes(self._leg_bars(self.b)))
             w = self._hub.config.windows
             report = await asyncio.to_thread(
                 pair_report, y, x, window=self.window, lookback=self.lookback or None,

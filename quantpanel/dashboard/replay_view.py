@@ -64,7 +64,7 @@ class ReplayView(Viewer):
                              "session sees the change. Pause and speed are above, on every tab."),
             pn.Row(self.jump_to, self.jump),
             pn.pane.Markdown("#### Replay stored ticks through the live pipeline"),
-            self.stored, pn.Row(self.symbols, self.start, self.end), self.play, self.message,
+            self.stored, pn.FlexBox(self.symbols, self.start, self.end), self.play, self.message,
             sizing_mode="stretch_width", name="Replay")
 
     def __panel__(self) -> pn.viewable.Viewable:

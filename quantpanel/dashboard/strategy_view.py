@@ -31,7 +31,7 @@ from quantpanel.analytics.backtest import (
 )
 from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
-from quantpanel.dashboard.pair_view import PairView
+from quantpanel.dashboard.pair_view import PairView, bar_closes
 from quantpanel.dashboard.plots import (
     drawdown_area,
     equity_curve,
@@ -114,6 +114,12 @@ class StrategyView(Viewer):
         # from ever reporting itself loaded, so no session would start pulling.
         self._heat_slot = pn.Column(pn.pane.Markdown("*Run a sweep to see its heatmap.*"),
                                     sizing_mode="stretch_width")
+        # Before the first run: a plain placeholder, not empty charts with axes at 1 Jan 1970.
+        self._results_slot = pn.Column(
+            pn.pane.Alert("No backtest yet: press **Run backtest** to see the P&L cards, the equity "
+                          "curve and drawdown, and the trades of the pair picked in the Pair tab.",
+                          alert_type="light", css_classes=["qp-backtest-placeholder"]),
+            sizing_mode="stretch_width")
 
         cards = {"total_pnl": ("total P&L", "{value:,.4g}"), "n_trades": ("trades", "{value:.0f}"),
                  "win_rate": ("win rate", "{value:.0%}"), "avg_trade": ("avg trade", "{value:,.4g}"),
@@ -136,7 +142,7 @@ class StrategyView(Viewer):
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["qp-strategy-error"])
         self.summary = pn.pane.Markdown("", css_classes=["qp-strategy-summary"])
 
-        controls = pn.Row(
+        controls = pn.FlexBox(
             pn.widgets.FloatInput.from_param(pair.param.entry, width=100, step=0.1),
             pn.widgets.FloatInput.from_param(pair.param.exit, width=100, step=0.1),
             pn.widgets.FloatInput.from_param(self.param.stop, width=140, step=0.5),
@@ -144,15 +150,14 @@ class StrategyView(Viewer):
             pn.widgets.FloatInput.from_param(self.param.slippage_bps, width=160, step=0.5),
             pn.widgets.Select.from_param(self.param.beta_mode, width=200),
         )
-        sweep_controls = pn.Row(
+        sweep_controls = pn.FlexBox(
             pn.widgets.TextInput.from_param(self.param.entry_grid, width=200),
             pn.widgets.TextInput.from_param(self.param.exit_grid, width=200),
             self.sweep_button,
         )
         self._layout = pn.Column(
-            self.summary, controls, pn.Row(self.run_button, *self.downloads, self.progress, self.message),
-            self.error, pn.Row(*self.cards.values()), self._equity_pane,
-            pn.pane.Markdown("#### Trades"), self.trades_table,
+            self.summary, controls, pn.FlexBox(self.run_button, *self.downloads, self.progress, self.message),
+            self.error, self._results_slot,
             pn.pane.Markdown("#### Parameter sweep"), sweep_controls, self._heat_slot,
             sizing_mode="stretch_width", name="Backtest")
         self.pair.param.watch(self._describe, ["a", "b", "timeframe", "window", "lookback"])
@@ -178,8 +183,8 @@ class StrategyView(Viewer):
 
     def _inputs(self, run: StrategyRun) -> _Inputs:
         """Blocking: stored closes -> aligned legs -> signal. Runs in a worker thread."""
-        closes = self._hub.load_closes([run.a, run.b], run.timeframe)
-        y, x = align(closes[run.a].dropna(), closes[run.b].dropna())
+        bars = self._hub.load_bars([run.a, run.b], run.timeframe)  # names what is stored if not these
+        y, x = align(bar_closes(bars[run.a]), bar_closes(bars[run.b]))
         k = self._hub.config.kalman
         sig = pair_signal(y, x, mode=run.beta_mode, window=run.window, lookback=run.lookback or None,
                           delta=k.delta, ve=k.ve)
@@ -261,6 +266,9 @@ class StrategyView(Viewer):
     # -- showing -------------------------------------------------------------------------------
     def show_backtest(self, run: StrategyRun, inputs: _Inputs, result: BacktestResult) -> None:
         self.run, self.result = run, result
+        if self._equity_pane not in self._results_slot.objects:
+            self._results_slot.objects = [pn.FlexBox(*self.cards.values()), self._equity_pane,
+                                          pn.pane.Markdown("#### Trades"), self.trades_table]
         for key, card in self.cards.items():
             v = float(getattr(result, key))
             card.value = v if math.isfinite(v) else float("nan")

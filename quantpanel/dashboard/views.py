@@ -222,7 +222,8 @@ class Dashboard(Viewer):
         self.strategy = StrategyView(hub, self.pair)
         self.correlation = CorrelationView(hub, self.select_pair)
         self.alerts = AlertsView(hub)
-        self.offline = OfflineView(hub)
+        self.offline = OfflineView(hub, on_stored=lambda: pn.state.execute(self.pair.load_series),
+                                   open_pair=self.select_pair)
         self.replay = ReplayView(hub)
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
@@ -271,9 +272,13 @@ class Dashboard(Viewer):
             return pd.DataFrame(columns=["symbol", *BAR_COLUMNS])
         return pd.concat(frames, ignore_index=True)[["symbol", *BAR_COLUMNS]]
 
-    def select_pair(self, a: str, b: str) -> None:
-        """Open the pair ``a`` (y) / ``b`` (x) in the Pair tab (the scanner's row click)."""
-        self.pair.param.update(a=a, b=b)
+    def select_pair(self, a: str, b: str, timeframe: str | None = None) -> None:
+        """Open the pair ``a`` (y) / ``b`` (x) in the Pair tab (the scanner's row click, the
+        Offline tab's stored pair), at ``timeframe`` if given."""
+        p = self.pair.param
+        for sel, values in ((p.a, (a, b)), (p.b, (a, b)), (p.timeframe, (timeframe,) if timeframe else ())):
+            sel.objects = [*sel.objects, *(v for v in values if v not in sel.objects)]
+        self.pair.param.update(a=a, b=b, **({"timeframe": timeframe} if timeframe else {}))
         self.tabs.active = 1
         self.pull()
 
@@ -326,6 +331,9 @@ class Dashboard(Viewer):
         # with a single update when it is shown.
         self.pull_live()
         tab = self.tabs.active
+        if not self.pair.series_loaded and self._hub.runtime.db_path is not None:
+            self.pair.series_loaded = True  # once: later imports offer theirs as they are stored
+            pn.state.execute(self.pair.load_series)
         if tab == 3:
             self.correlation.pull()
         elif tab == 5 and not self.offline.loaded:

@@ -34,7 +34,7 @@ from quantpanel.pipeline.alerting import Alerting, rows
 from quantpanel.pipeline.backfilling import make_backfill
 from quantpanel.pipeline.bars import Clock
 from quantpanel.pipeline.graph import Pipeline
-from quantpanel.pipeline.history import load_closes, stored_series, warm_start
+from quantpanel.pipeline.history import load_bars, load_closes, require_series, stored_series, warm_start
 from quantpanel.storage.importer import ImportResult, import_file, unpack_agg_trades
 from quantpanel.storage.ohlc import OhlcSeries, store_ohlc
 from quantpanel.storage.store import BAR_COLUMNS, Store
@@ -426,6 +426,18 @@ class Runtime:
         df = pd.DataFrame([[getattr(b, c) for c in BAR_COLUMNS] for b in bars], columns=list(BAR_COLUMNS))
         df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ms").astype("datetime64[ns]")
         return df
+
+    def load_bars(self, symbols: list[str], timeframe: str) -> dict[str, list[Bar]]:
+        """Every stored closed bar of each symbol (``history.load_bars``), after checking the
+        database holds them (``history.require_series``: the error lists what it does hold).
+        Blocking: call it from a worker thread."""
+        if self.db_path is None:
+            raise StoreError("the runtime has not started yet: no database to read")
+        grace = self.config.bars.close_grace_ms
+        with Store(self.db_path, readonly=True) as store:
+            for sym in symbols:
+                require_series(store, sym, timeframe)
+            return {s: load_bars(store, s, timeframe, include_forming=False, grace_ms=grace) for s in symbols}
 
     def stored_series(self) -> tuple[list[str], list[tuple[str, str]]]:
         """What this run's database can serve to the analytics (``history.stored_series``)."""

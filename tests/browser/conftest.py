@@ -44,6 +44,7 @@ def replay_config(tmp_path: Path) -> Path:
     cfg["storage"]["db_path"] = str(tmp_path / "db" / "quantpanel.db")
     cfg["storage"]["replay_db_path"] = str(tmp_path / "db" / "replay.db")
     cfg["replay"]["data"] = str(REPLAY_DATA)
+    cfg["storage"]["bundled_ohlc_dir"] = str(ROOT / "data" / "ohlc")
     cfg["alerts"]["rules"] = []  # no toasts over what a test clicks; the alerts test adds its own
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
