@@ -117,7 +117,7 @@ class StrategyView(Viewer):
         # Before the first run: a plain placeholder, not empty charts with axes at 1 Jan 1970.
         self._results_slot = pn.Column(
             pn.pane.Alert("No backtest yet: press **Run backtest** to see the P&L cards, the equity "
-                          "curve and drawdown, and the trades of the pair picked in the Pair tab.",
+                          "curve and drawdown of the pair picked in the Pair tab, and its trades below.",
                           alert_type="light", css_classes=["qp-backtest-placeholder"]),
             sizing_mode="stretch_width")
 
@@ -158,6 +158,7 @@ class StrategyView(Viewer):
         self._layout = pn.Column(
             self.summary, controls, pn.FlexBox(self.run_button, *self.downloads, self.progress, self.message),
             self.error, self._results_slot,
+            pn.pane.Markdown("#### Trades"), self.trades_table,
             pn.pane.Markdown("#### Parameter sweep"), sweep_controls, self._heat_slot,
             sizing_mode="stretch_width", name="Backtest")
         self.pair.param.watch(self._describe, ["a", "b", "timeframe", "window", "lookback"])
@@ -267,8 +268,7 @@ class StrategyView(Viewer):
     def show_backtest(self, run: StrategyRun, inputs: _Inputs, result: BacktestResult) -> None:
         self.run, self.result = run, result
         if self._equity_pane not in self._results_slot.objects:
-            self._results_slot.objects = [pn.FlexBox(*self.cards.values()), self._equity_pane,
-                                          pn.pane.Markdown("#### Trades"), self.trades_table]
+            self._results_slot.objects = [pn.FlexBox(*self.cards.values()), self._equity_pane]
         for key, card in self.cards.items():
             v = float(getattr(result, key))
             card.value = v if math.isfinite(v) else float("nan")
