@@ -121,9 +121,9 @@ def stored_series(store: Store) -> tuple[list[str], list[tuple[str, str]]]:
 def require_series(store: Store, symbol: str, timeframe: str) -> None:
     """Raise ``SeriesNotFoundError`` naming (symbol, timeframe) and what the database holds when
     no bar of it is stored or can be built: an unknown symbol is an error, never ``n: 0``."""
+    if store.has_bars(symbol, timeframe) or (timeframe in TIMEFRAMES and store.has_ticks(symbol)):
+        return  # the common case: index lookups only; the listing below scans, for the message
     tick_symbols, series = stored_series(store)
-    if (symbol, timeframe) in series or (symbol in tick_symbols and timeframe in TIMEFRAMES):
-        return
     held = [f"{s} (trades: {', '.join(TIMEFRAMES)})" for s in tick_symbols]
     held += [f"{s} {tf}" for s, tf in series if s not in tick_symbols]
     what = (f"no {timeframe} bars of {symbol}" if symbol in tick_symbols or any(s == symbol for s, _ in series)

@@ -329,6 +329,14 @@ class Store:
         return [Bar(symbol, timeframe, t, o, h, lo, c, _nan(v), _nan(n), _nan(vw), _nan(bv))
                 for t, o, h, lo, c, v, n, vw, bv in rows]
 
+    def has_ticks(self, symbol: str) -> bool:
+        return self._db.execute("SELECT 1 FROM ticks WHERE symbol = ? LIMIT 1", (symbol,)).fetchone() is not None
+
+    def has_bars(self, symbol: str, timeframe: str) -> bool:
+        """A cached or imported bar of (symbol, timeframe) exists (index lookups, no scan)."""
+        return any(self._db.execute(f"SELECT 1 FROM {table} WHERE symbol = ? AND timeframe = ? LIMIT 1",
+                                    (symbol, timeframe)).fetchone() for table in ("bars", "ohlc_bars"))
+
     def bar_series(self) -> list[tuple[str, str, int, int, int]]:
         """(symbol, timeframe, bars, first time, last time) of every cached or imported series."""
         return self._db.execute(
