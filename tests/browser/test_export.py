@@ -3,6 +3,8 @@ Parquet, the bars CSV re-imports through the OHLC importer, and both hold what t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import math
 
 import pandas as pd
@@ -32,9 +34,16 @@ def test_bars_and_pair_series_download_as_csv_and_parquet(panel_app, context, tm
         page.goto(server.url, timeout=90_000)
         wait_for_replay_banner(page)
         wait_for_growth(page, rows=10, timeout=60)
-        csv_path = download(page, "Download bars CSV", tmp_path)
+
+        def exported() -> tuple[Path, list]:
+            path = download(page, "Download bars CSV", tmp_path)
+            return path, parse_ohlc_csv(path.read_bytes(), name=path.name)
+
+        # the growth above is the largest chart's; under load the other symbol's chart may lag
+        # behind it for a moment: export again until both symbols have ten bars
+        csv_path, series = poll(exported, lambda r: len(r[1]) == 2 and all(len(s.frame) >= 10 for s in r[1]),
+                                30, "ten bars of each symbol in the bars export", wait=wait)
         assert csv_path.name == "bars-BTCUSDT-ETHUSDT-1s.csv"
-        series = parse_ohlc_csv(csv_path.read_bytes(), name=csv_path.name)
         assert sorted(s.symbol for s in series) == ["BTCUSDT", "ETHUSDT"]
         assert all(s.timeframe == "1s" and len(s.frame) >= 10 for s in series)
         bars = pd.read_csv(csv_path)
