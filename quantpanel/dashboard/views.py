@@ -277,7 +277,9 @@ class Dashboard(Viewer):
         Offline tab's stored pair), at ``timeframe`` if given."""
         p = self.pair.param
         for sel, values in ((p.a, (a, b)), (p.b, (a, b)), (p.timeframe, (timeframe,) if timeframe else ())):
-            sel.objects = [*sel.objects, *(v for v in values if v not in sel.objects)]
+            missing = [v for v in values if v not in sel.objects]
+            if missing:  # only then: a new options list re-sends every picker of the tab
+                sel.objects = [*sel.objects, *missing]
         self.pair.param.update(a=a, b=b, **({"timeframe": timeframe} if timeframe else {}))
         self.tabs.active = 1
         self.pull()
