@@ -13,7 +13,8 @@ from panel.viewable import Viewer
 
 from quantpanel.analytics.correlation import SCAN_COLUMNS, correlation_matrix, scan_pairs
 from quantpanel.dashboard.hub import Hub
-from quantpanel.dashboard.plots import corr_frame, corr_heatmap
+from quantpanel.dashboard.plots import corr_frame, corr_heatmap, empty_corr_frame, live
+from quantpanel.dashboard.streaming import LiveChart
 from quantpanel.errors import InsufficientDataError, QuantPanelError
 
 __all__ = ["CorrelationView"]
@@ -42,12 +43,11 @@ class CorrelationView(Viewer):
         self._on_select = on_select
         self._key: tuple[object, ...] | None = None
         self.matrix: pd.DataFrame | None = None
-        self.heat = hv.streams.Pipe(data=pd.DataFrame({"a": pd.Series(dtype="str"), "b": pd.Series(dtype="str"),
-                                                       "corr": pd.Series(dtype="float64")}))
-        self._heat_pane = pn.pane.HoloViews(
-            hv.DynamicMap(corr_heatmap, streams=[self.heat]).opts(
+        self.heat = hv.streams.Pipe(data=empty_corr_frame())
+        self.chart = LiveChart(
+            live(corr_heatmap(empty_corr_frame()).opts(
                 hv.opts.HeatMap(title="correlation of log returns (updates as bars close)",
-                                responsive=True, height=380, framewise=True)),
+                                responsive=True, height=380, framewise=True)), self.heat),
             sizing_mode="stretch_width", css_classes=["qp-corr"])
         self.heat_note = pn.pane.Markdown("", css_classes=["qp-corr-note"])
         self.scan_button = pn.widgets.Button(label="Scan pairs", color="primary", width=140)
@@ -63,7 +63,7 @@ class CorrelationView(Viewer):
         self._layout = pn.Column(
             pn.FlexBox(pn.widgets.Select.from_param(self.param.timeframe, width=120),
                    pn.widgets.IntInput.from_param(self.param.window, width=150)),
-            self.heat_note, self._heat_pane,
+            self.heat_note, self.chart,
             pn.pane.Markdown("#### Pair scanner: every pair of the configured symbols, most "
                              "cointegrated first (click a row to open it in the Pair tab)"),
             pn.FlexBox(pn.widgets.IntInput.from_param(self.param.lookback, width=200), self.scan_button,
@@ -97,7 +97,7 @@ class CorrelationView(Viewer):
             return False
         self.heat_note.object = (f"{len(syms)} symbols · {self.timeframe} bars · last {self.window} "
                                  f"log returns · Pearson")
-        self.heat.send(corr_frame(self.matrix))
+        self.chart.replace(self.heat, corr_frame(self.matrix))
         return True
 
     async def run_scan(self, _event: object = None) -> None:

@@ -20,6 +20,7 @@ from quantpanel.analytics import HedgeResult, PairReport, align, ols_hedge, pair
 from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.notebook import pair_series
+from quantpanel.dashboard.streaming import LiveChart
 from quantpanel.dashboard.plots import (
     PAIR_FRAME_COLUMNS,
     alert_markers,
@@ -93,7 +94,7 @@ class PairView(Viewer):
         self.markers = hv.streams.Pipe(data=markers_frame([]))
         self._markers_key: tuple[object, ...] | None = None
         empty = pair_frame([])
-        self._plots = pn.pane.HoloViews(
+        self.chart = LiveChart(
             (live(spread_curve(empty).opts(title="spread", **opts), self.buffer)
              + (live(zscore_curve(empty), self.buffer) * zlines
                 * live(alert_markers(markers_frame([])), self.markers)).opts(
@@ -122,7 +123,7 @@ class PairView(Viewer):
                           pn.widgets.FloatInput.from_param(self.param.exit, width=90, step=0.1))
         self._layout = pn.Column(
             controls, self.error, pn.FlexBox(self.beta_card, self.r2_card, self.z_card, *self.downloads),
-            self._plots,
+            self.chart,
             pn.pane.Markdown("#### Legs over the window"), self.stats,
             pn.FlexBox(self.run_button, pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
             self.verdict, self.tests, sizing_mode="stretch_width", name="Pair")
@@ -179,15 +180,14 @@ class PairView(Viewer):
         try:
             bars, frame, hedge = await asyncio.to_thread(work)
         except (QuantPanelError, ValueError) as exc:
-            self.buffer.clear()
+            self.chart.reset(self.buffer)
             self.error.object, self.error.visible = f"{a}/{b} {tf}: {exc}", True
             return
         if (a, b, tf, window, lookback) != (self.a, self.b, self.timeframe, self.window, self.lookback):
             return  # the choice changed meanwhile: its own load draws it
         self.error.visible = False
         self._stored, self._stored_hedge = bars, hedge
-        self.buffer.clear()
-        self.buffer.send(frame.iloc[-self._hub.buffer_bars:].reset_index(drop=True))
+        self.chart.reset(self.buffer, frame.iloc[-self._hub.buffer_bars:].reset_index(drop=True))
         self._update_cards()
 
     def _name_downloads(self) -> None:
@@ -206,10 +206,11 @@ class PairView(Viewer):
             return 0
         self.error.visible = False
         d = self._hub.pair_since(self.spec, self._seq)
+        rows = pair_frame(d.items) if d.items else None
         if d.reset:
-            self.buffer.clear()
-        if d.items:
-            self.buffer.send(pair_frame(d.items))
+            self.chart.reset(self.buffer, rows)
+        elif rows is not None:
+            self.chart.append(self.buffer, rows)
         self._seq = d.seq
         if d.items or d.reset:
             self._update_cards()
@@ -223,7 +224,7 @@ class PairView(Viewer):
             return
         self._markers_key = key
         subject = f"{self.a}/{self.b}"
-        self.markers.send(markers_frame([a for a in self._hub.alerts() if a.metric == "zscore"
+        self.chart.replace(self.markers, markers_frame([a for a in self._hub.alerts() if a.metric == "zscore"
                                          and a.subject == subject and a.timeframe == self.timeframe]))
 
     def _leg_bars(self, symbol: str) -> list[Bar]:

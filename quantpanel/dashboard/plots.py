@@ -24,7 +24,7 @@ hv.Store.set_current_backend("bokeh")
 
 __all__ = ["bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume", "live", "live_candles", "BAR_COLUMNS", "BAR_FRAME_COLUMNS", "pair_frame",
            "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas", "equity_frame",
-           "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "corr_heatmap"]
+           "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "empty_corr_frame", "corr_heatmap"]
 
 UP, DOWN = "#26a69a", "#ef5350"
 _SIDE_COLOURS = {"cmap": [DOWN, UP], "clim": (0, 1)}  # side 0 down, 1 up
@@ -186,17 +186,21 @@ def sweep_heatmap(data: pd.DataFrame) -> hv.HeatMap:
 
 
 def corr_frame(matrix: pd.DataFrame) -> pd.DataFrame:
-    """A correlation matrix in long form (a, b, corr) for the heatmap."""
+    """A correlation matrix in long form (a, b, corr, and the cell's label text) for the heatmap."""
     m = matrix.rename_axis(index="a", columns="b").stack(future_stack=True).rename("corr").reset_index()
-    return m.astype({"a": "str", "b": "str", "corr": "float64"})
+    m = m.astype({"a": "str", "b": "str", "corr": "float64"})
+    return m.assign(text=m["corr"].map(lambda v: f"{v:.2f}" if v == v else "—").astype("str"))
+
+
+def empty_corr_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c == "corr" else "str") for c in ("a", "b", "corr", "text")})
 
 
 def corr_heatmap(data: pd.DataFrame) -> hv.Overlay:
-    """Correlations of log returns, -1 blue to +1 red, each cell labelled with its value."""
+    """Correlations of log returns (a ``corr_frame``), -1 blue to +1 red, each cell labelled."""
     heat = hv.HeatMap(data, kdims=["b", "a"], vdims=["corr"]).opts(
         cmap="RdBu_r", clim=(-1, 1), colorbar=True, tools=["hover"], xrotation=45)
-    labels = hv.Labels(data.assign(text=data["corr"].map(lambda v: f"{v:.2f}" if v == v else "—")),
-                       kdims=["b", "a"], vdims=["text"]).opts(text_font_size="10pt", text_color="#212121")
+    labels = hv.Labels(data, kdims=["b", "a"], vdims=["text"]).opts(text_font_size="10pt", text_color="#212121")
     return heat * labels
 
 

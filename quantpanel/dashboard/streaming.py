@@ -68,16 +68,20 @@ class LiveChart(Viewer):
         self._apply(pipe, data, as_stream=False)
 
     def reset(self, buffer: hv.streams.Buffer, rows: pd.DataFrame | None = None) -> None:
-        """Start ``buffer`` over (a new timeframe, pair or window): one full HoloViews refresh,
-        then ``rows`` streamed in."""
-        buffer.clear()
+        """Start ``buffer`` over with ``rows`` (a new timeframe, pair or window): one full
+        HoloViews refresh, then every drawn plot's source set to the Buffer's data whole."""
+        buffer.clear()  # HoloViews redraws: styles and axes may change with more than the rows
         self.refreshed += 1
-        if rows is not None:
-            self.append(buffer, rows)
+        if rows is not None and len(rows):
+            buffer.update(data=rows)
+        # HoloViews may keep a source it judges unchanged (a clone of the same template) or stream
+        # onto what it held: set each one to exactly what the Buffer holds
+        self._apply(buffer, buffer.data, as_stream=False)
 
     # -- internals -----------------------------------------------------------------------------------
     def _roots(self) -> list[Any]:
-        return [plot for plot, _ in self.pane._plots.values()]
+        # Panel can list one plot under several root refs (a template renders twice): once each
+        return list({id(plot): plot for plot, _ in self.pane._plots.values()}.values())
 
     def _apply(self, stream: hv.streams.Pipe, rows: pd.DataFrame, *, as_stream: bool) -> None:
         roots = self._roots()
@@ -225,13 +229,14 @@ def _follow(root: Any, fed: dict[int, pd.DataFrame]) -> None:
     """Set each numeric x and y range of ``root`` to what its plots show, padded like HoloViews:
     x follows the newest bar, y rescales. A range with a fixed limit (``ylim``) keeps it."""
     spans: dict[int, tuple[Range1d, list[_Extent], tuple[float, float]]] = {}
+    time_axes: dict[int, bool] = {}
     cache: dict[tuple[int, str], _Extent | None] = {}  # a column's extent, read once per update
     for leaf in _leaves(root):
         axes = _AXES.get(leaf)
         if axes is None:
             axes = _AXES[leaf] = _axes(leaf)
         data = fed.get(id(leaf), leaf.current_frame.data)
-        for rng, cols, pad, fixed in axes:
+        for rng, cols, pad, fixed, is_time in axes:
             if fixed is not None:
                 span: _Extent | None = fixed
             else:
@@ -241,33 +246,32 @@ def _follow(root: Any, fed: dict[int, pd.DataFrame]) -> None:
                 span = (min(p[0] for p in parts), max(p[1] for p in parts)) if parts else None
             if span is not None:
                 spans.setdefault(id(rng), (rng, [], pad))[1].append(span)
+                time_axes[id(rng)] = time_axes.get(id(rng), False) or is_time
     for rng, extents, (lpad, upad) in spans.values():
         lo = min(e[0] for e in extents)
         hi = max(e[1] for e in extents)
-        dt = isinstance(rng.start, np.datetime64) or isinstance(rng.end, np.datetime64)
         width = hi - lo
         start, end = lo - width * lpad, hi + width * upad
         if width == 0:
             start, end = lo - 0.5 * (abs(lo) * 0.01 or 1), hi + 0.5 * (abs(hi) * 0.01 or 1)
-        new = (np.datetime64(int(start), "ns"), np.datetime64(int(end), "ns")) if dt else (start, end)
-        if (rng.start, rng.end) != new:
-            rng.update(start=new[0], end=new[1])
+        if time_axes.get(id(rng)):  # Bokeh's datetime axes count milliseconds (spans are in ns)
+            start, end = start / 1e6, end / 1e6
+        if (_number(rng.start), _number(rng.end)) != (start, end):
+            rng.update(start=start, end=end)
 
 
-# Plot -> the numeric ranges it draws on: (range, columns, padding, fixed extent or None)
-_AXES: weakref.WeakKeyDictionary[Any, list[tuple[Range1d, list[str], tuple[float, float], _Extent | None]]] = (
-    weakref.WeakKeyDictionary())
+_Axis = tuple[Range1d, list[str], tuple[float, float], "_Extent | None", bool]
+# Plot -> the numeric ranges it draws on: (range, columns, padding, fixed extent, datetime axis)
+_AXES: weakref.WeakKeyDictionary[Any, list[_Axis]] = weakref.WeakKeyDictionary()
 
 
-def _axes(leaf: Any) -> list[tuple[Range1d, list[str], tuple[float, float], _Extent | None]]:
+def _axes(leaf: Any) -> list[_Axis]:
     el = leaf.current_frame
     pads = _padding(leaf.padding)
     kd, vd = el.kdims, el.vdims
-    if isinstance(el, hv.HLine):
-        y = float(el.data)
-        dims: list[tuple[str, list[str], _Extent | None]] = [("y", [], (y, y))]
-    elif isinstance(el, (hv.Segments, hv.Rectangles)):
-        dims = [("x", [kd[0].name, kd[2].name], None), ("y", [kd[1].name, kd[3].name], None)]
+    # (HLines, as in HoloViews, do not widen a range: the z chart's thresholds show once z nears them)
+    if isinstance(el, (hv.Segments, hv.Rectangles)):
+        dims: list[tuple[str, list[str], _Extent | None]] = [("x", [kd[0].name, kd[2].name], None), ("y", [kd[1].name, kd[3].name], None)]
     elif isinstance(el, hv.Points):
         dims = [("x", [kd[0].name], None), ("y", [kd[1].name], None)]
     elif isinstance(el, (hv.Curve, hv.Area, hv.Scatter)):
@@ -279,8 +283,19 @@ def _axes(leaf: Any) -> list[tuple[Range1d, list[str], tuple[float, float], _Ext
         rng = leaf.handles.get(f"{axis}_range")
         lim = getattr(leaf, f"{axis}lim", (None, None))
         if isinstance(rng, Range1d) and not any(util.isfinite(v) for v in lim):
-            out.append((rng, cols, pads["xy".index(axis)], fixed))
+            data = el.data
+            is_time = isinstance(data, pd.DataFrame) and any(c in data and data[c].dtype.kind == "M" for c in cols)
+            out.append((rng, cols, pads["xy".index(axis)], fixed, is_time))
     return out
+
+
+def _number(v: Any) -> float | None:
+    """A range end as Bokeh counts it (datetimes in ms)."""
+    if v is None:
+        return None
+    if isinstance(v, (np.datetime64, pd.Timestamp)):
+        return float(pd.Timestamp(v).value) / 1e6
+    return float(v)
 
 
 def _padding(padding: Any) -> tuple[tuple[float, float], tuple[float, float]]:

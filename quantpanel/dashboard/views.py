@@ -24,6 +24,7 @@ from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.replay_view import ReplayView, replay_clock
 from quantpanel.dashboard.strategy_view import StrategyView
+from quantpanel.dashboard.streaming import LiveChart
 from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, empty_bars_frame, live_candles
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.runtime import Status
@@ -46,8 +47,8 @@ class SymbolView(Viewer):
         # leaves drawing the forming bar optional. Its live price is in the cards.
         self.buffer = hv.streams.Buffer(empty_bars_frame(), length=n, index=False)
         # panes of other symbols must not share y
-        self._chart = pn.pane.HoloViews(live_candles(self.buffer, title=self.symbol),
-                                        sizing_mode="stretch_width", linked_axes=False)
+        self.chart = LiveChart(live_candles(self.buffer, title=self.symbol),
+                               sizing_mode="stretch_width", linked_axes=False)
         fmt = "{value:,.6g}"
         self.last = pn.indicators.Number(label=f"{self.symbol} last", value=0.0, format=fmt,
                                          font_size="22pt", title_size="10pt")
@@ -56,7 +57,7 @@ class SymbolView(Viewer):
             title_size="10pt", colors=[(0.0, "#ef5350"), (1e9, "#26a69a")])
         self.volume = pn.indicators.Number(label="volume (window)", value=0.0, format=fmt,
                                            font_size="22pt", title_size="10pt")
-        self._layout = pn.Column(pn.Row(self.last, self.change, self.volume), self._chart,
+        self._layout = pn.Column(pn.Row(self.last, self.change, self.volume), self.chart,
                                  sizing_mode="stretch_width", name=self.symbol)
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -78,10 +79,11 @@ class SymbolView(Viewer):
             return 0
         d = self._hub.since(self.symbol, self.timeframe, self._seq)
         tf_ms = timeframe_ms(self.timeframe)
+        rows = bars_frame(d.closed, tf_ms) if d.closed else None
         if d.reset:
-            self.buffer.clear()
-        if d.closed:
-            self.buffer.send(bars_frame(d.closed, tf_ms))
+            self.chart.reset(self.buffer, rows)
+        elif rows is not None:
+            self.chart.append(self.buffer, rows)
         self._seq = d.seq
         self._update_cards(d.forming)
         return len(d.closed)
