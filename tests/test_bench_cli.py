@@ -37,9 +37,17 @@ def test_bench_quick_reports_all_figures_with_zero_loss():
         assert s["samples"] > 0 and s["latency_p50_ms"] > 0 and s["server_cpu_pct"] > 0
     assert p["sessions"]["3"]["client_sessions"] == 2
     assert p["sessions"]["3"]["client_samples"] > 0  # the Bokeh client sessions' own latencies
+    # issue 14's figures: the chart path against raw Bokeh, and what opening a session costs
+    f = p["refresh"]
+    assert p["refresh_vs_raw_bokeh"] == f["refresh_vs_raw_bokeh"] > 0
+    assert f["raw_bokeh_cpu_ms"] > 0 and f["dashboard_cpu_ms"] > 0 and f["holoviews_cpu_ms"] > 0
+    assert p["session_open_cpu_ms"] > 0 and len(p["session_open_cpu_ms_runs"]) == 3
+    assert p["max_cpu_per_session_pct"] > 0
     assert [t["figure"] for t in r["targets"]][:3] == ["ingest_vs_orjson", "ingest_ticks_per_s",
                                                        "loopback_msgs_per_s"]
     assert all(t["value"] is not None for t in r["targets"] if not t["figure"].startswith(("soak", "push.sessions.20")))
+    assert {"push.refresh_vs_raw_bokeh", "push.session_open_cpu_ms", "push.max_cpu_per_session_pct"} <= {
+        t["figure"] for t in r["targets"]}
 
 
 def test_probe_prices_are_identified_from_the_price_card():

@@ -174,9 +174,14 @@ def test_beyond_full_rate_sessions_pushes_and_charts_slow_down_cards_stay_live(h
     assert view.pull(charts=False) == 0 and view.behind()  # the chart waits ...
     assert view.last.value == 120  # ... the price card does not
     assert view.pull() == 1 and not view.behind()
+    dash = Dashboard(hub)
+    dash.pull()  # the status strip says this session is slowed down, and why
+    assert "throttled: 9 sessions watching, charts every 3 s" in dash.status._html.object
     for u in unsubs:
         u()
     assert hub.load() == 1
+    dash.pull()
+    assert "throttled" not in dash.status._html.object
 
 
 def test_charts_redraw_at_most_every_chart_refresh_ms_while_cards_stay_live(hub):

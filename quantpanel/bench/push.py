@@ -160,6 +160,26 @@ class Pages:
             out += [(t / 1000, text) for t, text in p.evaluate("() => window.__qp || []")]
         return out
 
+    def open_cost(self, url: str, pid: int, *, runs: int = 3, base_s: float = 3.0) -> list[float]:
+        """Server CPU (ms) to open one more page, ``runs`` times: the CPU while it opens, less
+        what the server spent at the rate it ran just before (ingest and the sessions already
+        open). The extra pages are closed afterwards."""
+        out = []
+        extra = []
+        for _ in range(runs):
+            c0, w0 = cpu_seconds(pid), time.monotonic()
+            self.idle(base_s)
+            rate = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
+            c1, w1 = cpu_seconds(pid), time.monotonic()
+            self.open(url)
+            self.idle(1.0)  # its first pulls after the page reported ready
+            out.append(((cpu_seconds(pid) - c1) - rate * (time.monotonic() - w1)) * 1000)
+            extra.append(self.pages.pop())
+        for page in extra:
+            with suppress(Exception):
+                page.close()
+        return out
+
     def close(self) -> None:
         with suppress(Exception):
             self._browser.close()
@@ -258,14 +278,21 @@ def _stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Pr
             observer.stop()
 
 
-def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int = 2,
+def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: int = 2,
                    measure_s: float = 10.0, rate_hz: float = 20.0,
-                   open_timeout_s: float = 20.0, open_s_per_session: float = 3.0) -> dict[str, Any]:
-    """Latency p50/p99 and server CPU per session for each session count in ``counts``. A stage
-    whose sessions do not all open within ``open_timeout_s`` plus ``open_s_per_session`` per new
-    session ends the run with how many did (the bench stays within its time)."""
+                   open_timeout_s: float = 20.0, open_s_per_session: float = 3.0,
+                   measure_open: bool = True) -> dict[str, Any]:
+    """Latency p50/p99 and server CPU per session for each session count in ``counts``; the
+    server CPU to open one session (Chromium pages opened after the first stage's); one chart
+    refresh against raw Bokeh (``refresh``, in this process). A stage whose sessions do not all
+    open within ``open_timeout_s`` plus ``open_s_per_session`` per new session ends the run with
+    how many did (the bench stays within its time)."""
+    from quantpanel.bench.refresh import run_refresh_bench
+
     res: dict[str, Any] = {"data": f"simulated probe trades, {rate_hz:g}/s per symbol x {len(SYMBOLS)}",
                            "measure_s": measure_s, "sessions": {}}
+    res["refresh"] = run_refresh_bench(updates=100, runs=3)  # before the servers: a quiet machine
+    res["refresh_vs_raw_bokeh"] = res["refresh"]["refresh_vs_raw_bokeh"]
     with tempfile.TemporaryDirectory(prefix="qp-push-") as tmp_, \
             _stack(Path(tmp_), rate_hz, 60 + measure_s * (len(counts) + 1) * 3 + 600) as (ex, server, url, obs):
         pid = server.proc.pid
@@ -324,6 +351,10 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20), chromium_pages: int 
                     "server_cpu_per_session_pct": round((cpu - idle_cpu) * 100 / max(n_open, 1), 2),
                     "loadavg": os.getloadavg()[0],
                 }
+                if i == 0 and pages and measure_open:
+                    costs = pages.open_cost(url, pid)
+                    res["session_open_cpu_ms_runs"] = [round(c) for c in costs]
+                    res["session_open_cpu_ms"] = round(sorted(costs)[len(costs) // 2])
                 if n_open < n:  # the rest were still opening while this was measured
                     res["sessions"][str(n)]["note"] = (f"only {n_open} of {n} sessions opened within "
                                                        f"{open_s:.0f} s; measured with those open")
@@ -359,8 +390,14 @@ def _round(v: float | None) -> float | None:
 
 
 def format_push(r: dict[str, Any]) -> str:
+    f = r["refresh"]
     lines = [f"push: tick -> browser document ({r['data']}; server CPU ingesting with no session "
-             f"{r['server_cpu_no_session_pct']} %)"]
+             f"{r['server_cpu_no_session_pct']} %)",
+             f"  one chart refresh (candles + volume, 1 new bar of 600): dashboard {f['dashboard_cpu_ms']} ms,"
+             f" HoloViews re-render {f['holoviews_cpu_ms']} ms, raw Bokeh stream {f['raw_bokeh_cpu_ms']} ms"
+             f" -> {f['refresh_vs_raw_bokeh']}x raw",
+             f"  opening one session: {r.get('session_open_cpu_ms')} ms server CPU "
+             f"(runs {r.get('session_open_cpu_ms_runs')})"]
     for n, s in r["sessions"].items():
         lines.append(
             f"  {n:>2} sessions ({s['chromium_pages']} chromium + {s['client_sessions']} client)"

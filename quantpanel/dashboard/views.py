@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from html import escape
 from typing import Any
 
@@ -71,11 +70,13 @@ class SymbolView(Viewer):
         """Bars closed since the last pull: the next pull refreshes the chart."""
         return self._seq is None or self._hub.seq(self.symbol, self.timeframe) != self._seq
 
-    def pull(self, *, charts: bool = True) -> int:
-        """Catch up with the hub; returns the number of closed bars sent. ``charts=False``:
-        the cards only (the closed bars wait for a later pull)."""
+    def pull(self, *, charts: bool = True, cards: bool = True) -> int:
+        """Catch up with the hub; returns the number of closed bars sent. ``charts=False``: the
+        closed bars wait for a later pull; ``cards=False``: of the cards, only the last price
+        (the window's change and volume follow at the charts' pace: each card change is a
+        model update the session's browser is sent)."""
         if not charts and self._seq is not None:
-            self._update_cards(self._hub.forming(self.symbol, self.timeframe))
+            self._update_cards(self._hub.forming(self.symbol, self.timeframe), all_cards=cards)
             return 0
         d = self._hub.since(self.symbol, self.timeframe, self._seq)
         tf_ms = timeframe_ms(self.timeframe)
@@ -85,20 +86,35 @@ class SymbolView(Viewer):
         elif rows is not None:
             self.chart.append(self.buffer, rows)
         self._seq = d.seq
-        self._update_cards(d.forming)
+        self._update_cards(d.forming, all_cards=True)
         return len(d.closed)
 
-    def _update_cards(self, forming: object) -> None:
+    def _update_cards(self, forming: object, *, all_cards: bool) -> None:
         data = self.buffer.data
         last = forming.close if forming is not None else (
             float(data["close"].iloc[-1]) if len(data) else None)
         if last is None:
             return
+        _show_live(self.last, last)
+        if not all_cards:
+            return
         first = float(data["open"].iloc[0]) if len(data) else (forming.open if forming else last)
         vol = float(data["volume"].sum()) + (forming.volume if forming is not None else 0.0)
-        self.last.value = last
         self.change.value = (last / first - 1.0) * 100.0 if first else 0.0
         self.volume.value = vol
+
+
+def _show_live(card: pn.indicators.Number, value: float) -> None:
+    """Set a card that changes at tick rate: the text Panel renders for ``value``, written to the
+    card's Bokeh models directly. (Panel's own path re-resolves the theme's styling on every
+    update: a third of a watching session's server CPU at tick rate.)"""
+    if value == card.value:
+        return
+    with param.parameterized.discard_events(card):
+        card.value = value
+    text = card._process_param_change({"value": value})["text"]
+    for model, _ in card._models.values():
+        model.text = text
 
 
 class SourceBanner(Viewer):
@@ -135,7 +151,9 @@ class StatusStrip(Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         return self._html
 
-    def show(self, status: Status) -> None:
+    def show(self, status: Status, *, load: int = 1, sessions: int = 0, chart_s: float = 1.0) -> None:
+        """``load`` > 1: this server sheds load (``sessions`` watching), so this session's
+        charts refresh every ``chart_s`` × ``load`` seconds: say so, never fall behind silently."""
         colour = {"LIVE": "#2e7d32", "REPLAY": "#ef6c00"}.get(status.source, "#616161")
         age = "—" if status.last_tick_age_s is None else f"{status.last_tick_age_s:.1f} s"
         err = f" · <span style='color:#c62828'>{escape(status.error)}</span>" if status.error else ""
@@ -144,6 +162,9 @@ class StatusStrip(Viewer):
             unfilled = f", <b>{status.gaps_unfilled} unfilled</b>" if status.gaps_unfilled else ""
             clock += (f" · <span class='qp-gaps'>{status.gaps} gaps, {status.backfilled:,} trades "
                       f"backfilled{unfilled}</span>")
+        if load > 1:
+            clock += (f" · <span class='qp-throttled' style='color:#6a1b9a'>throttled: {sessions} sessions "
+                      f"watching, charts every {chart_s * load:g} s</span>")
         self._html.object = (
             f"<div style='font-family:monospace'>"
             f"<b style='color:{colour}' data-source='{status.source}'>{status.source}</b>"
@@ -292,8 +313,16 @@ class Dashboard(Viewer):
         if self._callback is None:
             self.pull()
             cfg = self._hub.config.dashboard
-            self._callback = pn.state.add_periodic_callback(self.pull, period=cfg.push_interval_ms)
             doc = pn.state.curdoc
+            if doc is not None and doc.session_context is not None:
+                # Bokeh's own periodic callback: Panel's would also flip the page's busy
+                # indicator twice per pull (two more model updates sent, for background work)
+                def periodic() -> None:
+                    with set_curdoc(doc):
+                        self.pull()
+                self._callback = doc.add_periodic_callback(periodic, cfg.push_interval_ms)
+            else:
+                self._callback = pn.state.add_periodic_callback(self.pull, period=cfg.push_interval_ms)
             if cfg.live_push_ms and doc is not None and doc.session_context is not None:
                 self._live = LivePush(doc, self.pull_live, cfg.live_push_ms / 1000, self._hub.load)
                 self._live.unsubscribe = self._hub.subscribe(self._live.wake)
@@ -301,21 +330,16 @@ class Dashboard(Viewer):
     def pull_live(self) -> None:
         """The visible tab's live charts and cards only: what a new tick changes."""
         tab = self.tabs.active
-        # Live charts redraw at most every `chart_refresh_ms`, times the load beyond full-rate
-        # sessions (price cards stay live).
+        # Live charts (and the slower cards) redraw at most every `chart_refresh_ms`, times the
+        # load beyond full-rate sessions; the last price stays live.
         now = time.monotonic()
         due = now - self._last_charts >= self._hub.config.dashboard.chart_refresh_ms / 1000 * self._hub.load()
         if tab == 0:
             views = list(self._views.values())
-            doc = pn.state.curdoc
-            # Charts to refresh: one model-graph recompute for all of them (HoloViews freezes the
-            # document and recomputes it per plot otherwise: a session's main cost). Cards only:
-            # no freeze (leaving one recomputes the whole document).
             charts = due and any(v.behind() for v in views)
-            with doc.models.freeze() if charts and doc is not None else nullcontext():
-                for view in views:
-                    view.pull(charts=charts)
-            if charts:
+            for view in views:  # a chart update is a data-source patch: no model-graph change
+                view.pull(charts=charts, cards=due)
+            if due:
                 self._last_charts = now
         elif tab == 1 and due and self.pair.pull():
             self._last_charts = now
@@ -328,7 +352,9 @@ class Dashboard(Viewer):
         started = time.perf_counter()
         status = self._hub.status()
         self.banner.show(status)
-        self.status.show(status)
+        cfg = self._hub.config.dashboard
+        self.status.show(status, load=self._hub.load(), sessions=self._hub.sessions_subscribed,
+                         chart_s=cfg.chart_refresh_ms / 1000)
         self.replay.pull(status)
         self.alerts.pull()  # toasts in every tab
         # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
