@@ -70,8 +70,9 @@ class LiveChart(Viewer):
     def reset(self, buffer: hv.streams.Buffer, rows: pd.DataFrame | None = None) -> None:
         """Start ``buffer`` over with ``rows`` (a new timeframe, pair or window): one full
         HoloViews refresh, then every drawn plot's source set to the Buffer's data whole."""
-        buffer.clear()  # HoloViews redraws: styles and axes may change with more than the rows
-        self.refreshed += 1
+        if len(buffer.data):
+            buffer.clear()  # HoloViews redraws: styles and axes may change with more than the rows
+            self.refreshed += 1
         if rows is not None and len(rows):
             buffer.update(data=rows)
         # HoloViews may keep a source it judges unchanged (a clone of the same template) or stream

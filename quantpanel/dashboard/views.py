@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import cached_property
 from html import escape
 from typing import Any
 
@@ -45,6 +46,12 @@ class SymbolView(Viewer):
         # Closed bars only: each HoloViews refresh costs far more than the data, and ANALYTICS.md
         # leaves drawing the forming bar optional. Its live price is in the cards.
         self.buffer = hv.streams.Buffer(empty_bars_frame(), length=n, index=False)
+        # the bars so far, before the chart is first drawn: HoloViews draws them in its first
+        # render, and the session's first pull has only newer bars to stream
+        d = hub.since(self.symbol, self.timeframe, None)
+        if d.closed:
+            self.buffer.update(data=bars_frame(d.closed, timeframe_ms(self.timeframe)))
+        self._seq = d.seq if d.closed else None
         # panes of other symbols must not share y
         self.chart = LiveChart(live_candles(self.buffer, title=self.symbol),
                                sizing_mode="stretch_width", linked_axes=False)
@@ -58,6 +65,8 @@ class SymbolView(Viewer):
                                            font_size="22pt", title_size="10pt")
         self._layout = pn.Column(pn.Row(self.last, self.change, self.volume), self.chart,
                                  sizing_mode="stretch_width", name=self.symbol)
+        if d.closed:
+            self._update_cards(d.forming, all_cards=True)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
@@ -241,13 +250,8 @@ class Dashboard(Viewer):
         self._views: dict[str, SymbolView] = {}
         self._charts = pn.Column(sizing_mode="stretch_width")
         self.bar_downloads = downloads(self.bars_export, "bars", "bars", css="qp-bars-download")
-        self.pair = PairView(hub)
-        self.strategy = StrategyView(hub, self.pair)
-        self.correlation = CorrelationView(hub, self.select_pair)
-        self.alerts = AlertsView(hub)
-        self.offline = OfflineView(hub, on_stored=lambda: pn.state.execute(self.pair.load_series),
-                                   open_pair=self.select_pair)
-        self.replay = ReplayView(hub)
+        self.alerts = AlertsView(hub)  # its toasts show in every tab
+        self.replay = ReplayView(hub)  # its control bar is above the tabs
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
@@ -258,10 +262,14 @@ class Dashboard(Viewer):
         self._pulls = 0
         self._sync_views()
         market = pn.Column(pn.Row(*self.bar_downloads), self._charts, sizing_mode="stretch_width")
-        self.tabs = pn.Tabs(("Market", market), ("Pair", self.pair), ("Backtest", self.strategy),
-                            ("Correlation", self.correlation), ("Alerts", self.alerts),
-                            ("Offline", self.offline), ("Replay", self.replay),
+        # The Pair, Backtest, Correlation and Offline views are built when first shown (or used):
+        # opening a session builds only what it shows.
+        self._slots = {i: pn.Column(sizing_mode="stretch_width") for i in self._LAZY}
+        self.tabs = pn.Tabs(("Market", market), ("Pair", self._slots[1]), ("Backtest", self._slots[2]),
+                            ("Correlation", self._slots[3]), ("Alerts", self.alerts),
+                            ("Offline", self._slots[5]), ("Replay", self.replay),
                             dynamic=True, sizing_mode="stretch_width")
+        self.tabs.param.watch(lambda e: self._show_tab(e.new), "active")
         self._layout = pn.Column(self.banner, self.status, self.replay.bar, self.tabs,
                                  sizing_mode="stretch_width")
 
@@ -271,6 +279,40 @@ class Dashboard(Viewer):
     @property
     def controls(self) -> pn.viewable.Viewable:
         return self._controls
+
+    _LAZY = {1: "pair", 2: "strategy", 3: "correlation", 5: "offline"}  # tab -> view
+
+    @cached_property
+    def pair(self) -> PairView:
+        return PairView(self._hub)
+
+    @cached_property
+    def strategy(self) -> StrategyView:
+        return StrategyView(self._hub, self.pair)
+
+    @cached_property
+    def correlation(self) -> CorrelationView:
+        return CorrelationView(self._hub, self.select_pair)
+
+    @cached_property
+    def offline(self) -> OfflineView:
+        return OfflineView(self._hub, on_stored=self._offer_stored, open_pair=self.select_pair)
+
+    def _built(self, name: str) -> bool:
+        return name in self.__dict__
+
+    def _offer_stored(self) -> None:
+        """An import stored new series: the Pair tab's pickers offer them (if it was built: it
+        reads them all when it is)."""
+        if self._built("pair"):
+            pn.state.execute(self.pair.load_series)
+
+    def _show_tab(self, tab: int) -> None:
+        name = self._LAZY.get(tab)
+        if name is not None and not self._slots[tab].objects:
+            self._slots[tab].objects = [getattr(self, name)]
+        if self._callback is not None:
+            self.pull()  # the tab shown catches up at once
 
     @param.depends("symbols", "timeframe", watch=True)
     def _sync_views(self) -> None:
@@ -361,7 +403,7 @@ class Dashboard(Viewer):
         # with a single update when it is shown.
         self.pull_live()
         tab = self.tabs.active
-        if not self.pair.series_loaded and self._hub.runtime.db_path is not None:
+        if self._built("pair") and not self.pair.series_loaded and self._hub.runtime.db_path is not None:
             self.pair.series_loaded = True  # once: later imports offer theirs as they are stored
             pn.state.execute(self.pair.load_series)
         if tab == 3:
