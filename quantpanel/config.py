@@ -106,7 +106,7 @@ class DashboardConfig(_Section):
 
     push_interval_ms: int = Field(500, ge=50, le=10_000)  # periodic pull: status strip, tables
     live_push_ms: int = Field(50, ge=0, le=10_000)  # new ticks wake a session at most this often; 0 = off
-    full_rate_sessions: int = Field(4, ge=0)  # beyond this many, live pushes and charts slow down; 0 = never
+    full_rate_sessions: int = Field(10, ge=0)  # beyond this many, live pushes and charts slow down; 0 = never
     chart_refresh_ms: int = Field(1000, ge=0, le=60_000)  # live charts redraw at most this often (cards: live)
     buffer_bars: int = Field(600, ge=10, le=100_000)
     default_timeframe: str = "1s"

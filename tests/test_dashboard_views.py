@@ -164,8 +164,10 @@ def test_live_push_coalesces_wakes_and_throttles_pulls(monkeypatch):
     assert push.wake() is False  # the hub drops it
 
 
-def test_beyond_full_rate_sessions_pushes_and_charts_slow_down_cards_stay_live(hub):
-    assert hub.config.dashboard.full_rate_sessions == 4 and hub.load() == 1
+def test_beyond_full_rate_sessions_pushes_and_charts_slow_down_cards_stay_live():
+    assert Config().dashboard.full_rate_sessions == 10
+    hub = Hub(Runtime(Config(dashboard={"full_rate_sessions": 4})), buffer_bars=5)
+    assert hub.load() == 1
     unsubs = [hub.subscribe(lambda: True) for _ in range(9)]
     assert hub.load() == 3  # 9 sessions, 4 at full rate: each at a third of the rate
     hub.apply(BarUpdate(tuple(bar(t, 100 + t) for t in range(3)), (bar(3, 110, closed=False),)))

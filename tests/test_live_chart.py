@@ -179,6 +179,12 @@ def test_a_z_chart_with_threshold_lines_and_alert_markers(renders):
     points = next(p for p in _leaves(chart._roots()[0]) if "alert_value" in p.handles["source"].data)
     assert list(points.handles["source"].data["alert_value"]) == [2.5]
     assert list(points.handles["source"].data["rule"]) == ["z"]
+    # a marker far out widens the y range, on this and every later update
+    far = SimpleNamespace(rule="z", time=fired.time, value=9.0)
+    chart.replace(markers, markers_frame([fired, far]))
+    chart.append(buffer, pair_rows(1, 11))
+    y = points.handles["y_range"]
+    assert y.end > 9.0 and renders == []
 
 
 def test_the_heatmap_swaps_its_cells_and_re_renders_only_for_new_symbols(renders):

@@ -97,6 +97,8 @@ class LiveChart(Viewer):
                     not as_stream and any(_categories_changed(leaf, rows) for leaf in fed)):
                 hv.streams.Stream.trigger([stream])  # what the fast path cannot express
                 self.refreshed += 1
+                for leaf in _leaves(root):
+                    _SHOWN.pop(leaf, None)  # HoloViews' frames are current again
                 return
             for leaf, cols in updates:
                 source = leaf.handles["source"]
@@ -104,8 +106,17 @@ class LiveChart(Viewer):
                     source.stream(cols, rollover=getattr(stream, "length", None) or None)
                 else:
                     source.data = cols
+                _SHOWN[leaf] = stream.data
                 self.streamed += 1
-            _follow(root, {id(leaf): stream.data for leaf in fed})
+            _follow(root)
+
+
+# Plot -> the data its source shows, where LiveChart set it (HoloViews' current frame is older)
+_SHOWN: weakref.WeakKeyDictionary[Any, pd.DataFrame] = weakref.WeakKeyDictionary()
+
+
+def _shown(leaf: Any) -> Any:
+    return _SHOWN.get(leaf, leaf.current_frame.data)
 
 
 def _leaves(root: Any) -> Iterator[Any]:
@@ -217,7 +228,7 @@ def _via_holoviews(leaf: Any, rows: pd.DataFrame) -> dict[str, np.ndarray] | Non
 
 def _categories_changed(leaf: Any, data: pd.DataFrame) -> bool:
     """New categories on a categorical axis (a heatmap's symbols): only HoloViews sets factors."""
-    old = leaf.current_frame.data
+    old = _shown(leaf)
     for d in leaf.current_frame.kdims:
         col = d.name
         if col in data and (data[col].dtype.kind in "OUS" or str(data[col].dtype) == "str"):
@@ -226,7 +237,7 @@ def _categories_changed(leaf: Any, data: pd.DataFrame) -> bool:
     return False
 
 
-def _follow(root: Any, fed: dict[int, pd.DataFrame]) -> None:
+def _follow(root: Any) -> None:
     """Set each numeric x and y range of ``root`` to what its plots show, padded like HoloViews:
     x follows the newest bar, y rescales. A range with a fixed limit (``ylim``) keeps it."""
     spans: dict[int, tuple[Range1d, list[_Extent], tuple[float, float]]] = {}
@@ -236,7 +247,7 @@ def _follow(root: Any, fed: dict[int, pd.DataFrame]) -> None:
         axes = _AXES.get(leaf)
         if axes is None:
             axes = _AXES[leaf] = _axes(leaf)
-        data = fed.get(id(leaf), leaf.current_frame.data)
+        data = _shown(leaf)
         for rng, cols, pad, fixed, is_time in axes:
             if fixed is not None:
                 span: _Extent | None = fixed

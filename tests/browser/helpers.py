@@ -225,6 +225,31 @@ def cds_rows(page: Any) -> dict[str, int]:
     return page.evaluate(CDS_ROWS_JS)
 
 
+# Every drawn figure's x range and the newest time its glyphs hold (ms; the candle bodies' right
+# edge is the bar's time + 40 % of a bar).
+X_RANGES_JS = """() => {
+  const out = [];
+  for (const d of Bokeh.documents) for (const m of d._all_models.values()) {
+    if (!m.x_range || !m.renderers || m.x_range.start === undefined) continue;
+    let newest = null;
+    for (const r of m.renderers) {
+      const data = r.data_source && r.data_source.data;
+      if (!data) continue;
+      for (const k of ['time', 'right']) {
+        const col = data[k];
+        if (col && col.length) newest = Math.max(newest === null ? -Infinity : newest, ...Array.from(col));
+      }
+    }
+    if (newest !== null) out.push({start: m.x_range.start, end: m.x_range.end, newest});
+  }
+  return out;
+}"""
+
+
+def x_ranges(page: Any) -> list[dict[str, float]]:
+    return page.evaluate(X_RANGES_JS)
+
+
 def pane_text(page: Any, css_class: str) -> str:
     """Visible text of the Panel pane carrying ``css_class`` ('' while it is not rendered)."""
     loc = page.locator(f".{css_class}")

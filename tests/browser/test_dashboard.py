@@ -13,7 +13,7 @@ import pytest
 
 from .helpers import (
     ARTIFACTS, cds_rows, listening_ports, poll, status_strip, wait_for_growth,
-    wait_for_replay_banner,
+    wait_for_replay_banner, x_ranges,
 )
 
 pytestmark = pytest.mark.browser
@@ -91,6 +91,11 @@ def test_two_tabs_share_the_pipeline_and_both_update(panel_app, context, tmp_pat
     assert end1["sources"] == end2["sources"] > 0, (end1, end2)
     for tab in (tab1, tab2):
         assert status_strip(tab).source == "REPLAY"
+        # the charts streamed (no re-render) and their x ranges followed: the newest bar is in view
+        ranges = x_ranges(tab)
+        assert len(ranges) == 4, ranges  # candles and volume of both symbols
+        for r in ranges:
+            assert r["start"] <= r["newest"] <= r["end"], ranges
     assert_same_document(tab1, nav1)
     assert_same_document(tab2, nav2)
 
