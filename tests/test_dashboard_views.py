@@ -145,12 +145,12 @@ class _Doc:
 
 
 def test_live_push_coalesces_wakes_and_throttles_pulls(monkeypatch):
-    from quantpanel.dashboard import views
+    from quantpanel.dashboard import session
 
     pulls: list[int] = []
     doc = _Doc()
-    monkeypatch.setattr(views, "hold", lambda doc: __import__("contextlib").nullcontext())
-    push = views.LivePush(doc, lambda: pulls.append(1), min_s=10.0)
+    monkeypatch.setattr(session, "hold", lambda doc: __import__("contextlib").nullcontext())
+    push = session.LivePush(doc, lambda: pulls.append(1), min_s=10.0)
     assert push.wake() and push.wake() and push.wake()
     assert len(doc.next_tick) == 1 and not doc.timeouts  # a burst: one pull scheduled
     doc.next_tick.pop()()

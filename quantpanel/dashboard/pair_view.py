@@ -20,7 +20,6 @@ from quantpanel.analytics import HedgeResult, PairReport, align, ols_hedge, pair
 from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.notebook import pair_series
-from quantpanel.dashboard.streaming import LiveChart
 from quantpanel.dashboard.plots import (
     PAIR_FRAME_COLUMNS,
     alert_markers,
@@ -33,6 +32,7 @@ from quantpanel.dashboard.plots import (
     thresholds,
     zscore_curve,
 )
+from quantpanel.dashboard.streaming import LiveChart
 from quantpanel.errors import QuantPanelError
 from quantpanel.models import SERIES_TIMEFRAMES, Bar, timeframe_ms
 from quantpanel.pipeline.pairs import PairSpec

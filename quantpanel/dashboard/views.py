@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from functools import cached_property
 from html import escape
-from typing import Any
 
 import holoviews as hv
 import pandas as pd
@@ -22,14 +20,15 @@ from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
+from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, empty_bars_frame, live_candles
 from quantpanel.dashboard.replay_view import ReplayView, replay_clock
+from quantpanel.dashboard.session import LivePush, show_live
 from quantpanel.dashboard.strategy_view import StrategyView
 from quantpanel.dashboard.streaming import LiveChart
-from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, empty_bars_frame, live_candles
 from quantpanel.models import timeframe_ms
 from quantpanel.pipeline.runtime import Status
 
-__all__ = ["SymbolView", "StatusStrip", "SourceBanner", "LivePush", "Dashboard"]
+__all__ = ["SymbolView", "StatusStrip", "SourceBanner", "Dashboard"]
 
 
 class SymbolView(Viewer):
@@ -104,26 +103,13 @@ class SymbolView(Viewer):
             float(data["close"].iloc[-1]) if len(data) else None)
         if last is None:
             return
-        _show_live(self.last, last)
+        show_live(self.last, last)
         if not all_cards:
             return
         first = float(data["open"].iloc[0]) if len(data) else (forming.open if forming else last)
         vol = float(data["volume"].sum()) + (forming.volume if forming is not None else 0.0)
         self.change.value = (last / first - 1.0) * 100.0 if first else 0.0
         self.volume.value = vol
-
-
-def _show_live(card: pn.indicators.Number, value: float) -> None:
-    """Set a card that changes at tick rate: the text Panel renders for ``value``, written to the
-    card's Bokeh models directly. (Panel's own path re-resolves the theme's styling on every
-    update: a third of a watching session's server CPU at tick rate.)"""
-    if value == card.value:
-        return
-    with param.parameterized.discard_events(card):
-        card.value = value
-    text = card._process_param_change({"value": value})["text"]
-    for model, _ in card._models.values():
-        model.text = text
 
 
 class SourceBanner(Viewer):
@@ -183,52 +169,6 @@ class StatusStrip(Viewer):
             f" · {status.ticks:,} ticks · {status.malformed} malformed · {status.reconnects} reconnects"
             f"{clock}{err}</div>"
         )
-
-
-class LivePush:
-    """Runs ``pull`` in ``doc`` soon after the hub wakes it, at most once per ``min_s`` times the
-    server's ``load`` (1 while it serves at full rate).
-
-    ``wake`` is called on the event loop outside any session: it only schedules (one pending
-    callback at a time, so a burst of updates costs one pull) and reports whether the session is
-    still alive, so the hub drops destroyed ones.
-    """
-
-    def __init__(self, doc: Any, pull: Callable[[], None], min_s: float,
-                 load: Callable[[], int] = lambda: 1) -> None:
-        self.doc, self.pull, self.min_s, self.load = doc, pull, min_s, load
-        self.pending = False
-        self.last = 0.0
-        self.pulls = 0
-        self.unsubscribe: Callable[[], None] = lambda: None
-
-    def alive(self) -> bool:
-        ctx = self.doc.session_context
-        return ctx is not None and not ctx.destroyed
-
-    def wake(self) -> bool:
-        if not self.alive():
-            return False
-        session = self.doc.session_context.session
-        if self.pending or session is None or session.connection_count == 0:
-            return True
-        self.pending = True
-        wait_ms = (self.last + self.min_s * self.load() - time.monotonic()) * 1000
-        if wait_ms > 1:
-            self.doc.add_timeout_callback(self._run, wait_ms)
-        else:
-            self.doc.add_next_tick_callback(self._run)
-        return True
-
-    def _run(self) -> None:
-        self.pending = False
-        if not self.alive():
-            self.unsubscribe()
-            return
-        self.last = time.monotonic()
-        self.pulls += 1
-        with set_curdoc(self.doc), hold(self.doc):  # one websocket message per pull
-            self.pull()
 
 
 class Dashboard(Viewer):
