@@ -280,8 +280,7 @@ def _stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Pr
 
 def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: int = 2,
                    measure_s: float = 10.0, rate_hz: float = 20.0,
-                   open_timeout_s: float = 20.0, open_s_per_session: float = 3.0,
-                   measure_open: bool = True) -> dict[str, Any]:
+                   open_timeout_s: float = 20.0, open_s_per_session: float = 3.0) -> dict[str, Any]:
     """Latency p50/p99 and server CPU per session for each session count in ``counts``; the
     server CPU to open one session (Chromium pages opened after the first stage's); one chart
     refresh against raw Bokeh (``refresh``, in this process). A stage whose sessions do not all
@@ -351,7 +350,7 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: 
                     "server_cpu_per_session_pct": round((cpu - idle_cpu) * 100 / max(n_open, 1), 2),
                     "loadavg": os.getloadavg()[0],
                 }
-                if i == 0 and pages and measure_open:
+                if i == 0 and pages:
                     costs = pages.open_cost(url, pid)
                     res["session_open_cpu_ms_runs"] = [round(c) for c in costs]
                     res["session_open_cpu_ms"] = round(sorted(costs)[len(costs) // 2])

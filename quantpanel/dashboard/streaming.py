@@ -240,40 +240,35 @@ def _categories_changed(leaf: Any, data: pd.DataFrame) -> bool:
 def _follow(root: Any) -> None:
     """Set each numeric x and y range of ``root`` to what its plots show, padded like HoloViews:
     x follows the newest bar, y rescales. A range with a fixed limit (``ylim``) keeps it."""
-    spans: dict[int, tuple[Range1d, list[_Extent], tuple[float, float]]] = {}
-    time_axes: dict[int, bool] = {}
+    spans: dict[int, tuple[Range1d, list[_Extent], tuple[float, float], bool]] = {}
     cache: dict[tuple[int, str], _Extent | None] = {}  # a column's extent, read once per update
     for leaf in _leaves(root):
         axes = _AXES.get(leaf)
         if axes is None:
             axes = _AXES[leaf] = _axes(leaf)
         data = _shown(leaf)
-        for rng, cols, pad, fixed, is_time in axes:
-            if fixed is not None:
-                span: _Extent | None = fixed
-            else:
-                parts = [cache[k] if (k := (id(data), c)) in cache else cache.setdefault(k, _span(data, c))
-                         for c in cols]
-                parts = [p for p in parts if p is not None]
-                span = (min(p[0] for p in parts), max(p[1] for p in parts)) if parts else None
-            if span is not None:
-                spans.setdefault(id(rng), (rng, [], pad))[1].append(span)
-                time_axes[id(rng)] = time_axes.get(id(rng), False) or is_time
-    for rng, extents, (lpad, upad) in spans.values():
+        for rng, cols, pad, is_time in axes:
+            parts = [cache[k] if (k := (id(data), c)) in cache else cache.setdefault(k, _span(data, c))
+                     for c in cols]
+            parts = [p for p in parts if p is not None]
+            if parts:
+                spans.setdefault(id(rng), (rng, [], pad, is_time))[1].append(
+                    (min(p[0] for p in parts), max(p[1] for p in parts)))
+    for rng, extents, pad, is_time in spans.values():
         lo = min(e[0] for e in extents)
         hi = max(e[1] for e in extents)
-        width = hi - lo
-        start, end = lo - width * lpad, hi + width * upad
-        if width == 0:
+        if hi > lo:
+            start, end = util.range_pad(lo, hi, pad)
+        else:
             start, end = lo - 0.5 * (abs(lo) * 0.01 or 1), hi + 0.5 * (abs(hi) * 0.01 or 1)
-        if time_axes.get(id(rng)):  # Bokeh's datetime axes count milliseconds (spans are in ns)
+        if is_time:  # Bokeh's datetime axes count milliseconds (spans are in ns)
             start, end = start / 1e6, end / 1e6
         if (_number(rng.start), _number(rng.end)) != (start, end):
             rng.update(start=start, end=end)
 
 
-_Axis = tuple[Range1d, list[str], tuple[float, float], "_Extent | None", bool]
-# Plot -> the numeric ranges it draws on: (range, columns, padding, fixed extent, datetime axis)
+_Axis = tuple[Range1d, list[str], tuple[float, float], bool]
+# Plot -> the numeric ranges it draws on: (range, columns, padding, datetime axis)
 _AXES: weakref.WeakKeyDictionary[Any, list[_Axis]] = weakref.WeakKeyDictionary()
 
 
@@ -283,21 +278,21 @@ def _axes(leaf: Any) -> list[_Axis]:
     kd, vd = el.kdims, el.vdims
     # (HLines, as in HoloViews, do not widen a range: the z chart's thresholds show once z nears them)
     if isinstance(el, (hv.Segments, hv.Rectangles)):
-        dims: list[tuple[str, list[str], _Extent | None]] = [("x", [kd[0].name, kd[2].name], None), ("y", [kd[1].name, kd[3].name], None)]
+        dims = [("x", [kd[0].name, kd[2].name]), ("y", [kd[1].name, kd[3].name])]
     elif isinstance(el, hv.Points):
-        dims = [("x", [kd[0].name], None), ("y", [kd[1].name], None)]
+        dims = [("x", [kd[0].name]), ("y", [kd[1].name])]
     elif isinstance(el, (hv.Curve, hv.Area, hv.Scatter)):
-        dims = [("x", [kd[0].name], None), ("y", [vd[0].name], None)]
+        dims = [("x", [kd[0].name]), ("y", [vd[0].name])]
     else:
         return []  # categorical (a heatmap) or not drawn from columns: HoloViews' ranges stay
     out = []
-    for axis, cols, fixed in dims:
+    for axis, cols in dims:
         rng = leaf.handles.get(f"{axis}_range")
         lim = getattr(leaf, f"{axis}lim", (None, None))
         if isinstance(rng, Range1d) and not any(util.isfinite(v) for v in lim):
             data = el.data
             is_time = isinstance(data, pd.DataFrame) and any(c in data and data[c].dtype.kind == "M" for c in cols)
-            out.append((rng, cols, pads["xy".index(axis)], fixed, is_time))
+            out.append((rng, cols, pads["xy".index(axis)], is_time))
     return out
 
 

@@ -286,8 +286,10 @@ class Dashboard(Viewer):
             if missing:  # only then: a new options list re-sends every picker of the tab
                 sel.objects = [*sel.objects, *missing]
         self.pair.param.update(a=a, b=b, **({"timeframe": timeframe} if timeframe else {}))
+        shown = self.tabs.active != 1 and self._callback is not None  # showing the tab pulls
         self.tabs.active = 1
-        self.pull()
+        if not shown:
+            self.pull()
 
     def start(self) -> None:
         """Begin this session's pulls (call once the page has loaded): the periodic one for
