@@ -34,7 +34,10 @@ chromium:
 run: $(STAMP)
 	$(BIN)/quantpanel serve $(ARGS)
 
+## Lint (ruff: style, bugs, import order) and types (mypy: strict on analytics/pipeline), then the suite.
 test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: install-test

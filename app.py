@@ -4,8 +4,8 @@ Options: `panel serve app.py --args --config path/to/config.yaml --source replay
 QUANTPANEL_CONFIG / QUANTPANEL_SOURCE environment variables.
 """
 
-from quantpanel.dashboard.app import create_app
 from quantpanel.cli import app_options
+from quantpanel.dashboard.app import create_app
 
 config, source = app_options()
 create_app(config, source=source).servable()

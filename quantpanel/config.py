@@ -6,10 +6,11 @@ Validation is pydantic's (strict about unknown keys); ``load_config`` turns its 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +25,7 @@ __all__ = ["Config", "alert_rules", "load_config", "DEFAULT_CONFIG_PATHS", "BINA
 BINANCE_FUTURES_WS = "wss://fstream.binance.com/market/stream"
 BINANCE_FUTURES_REST = "https://fapi.binance.com"
 DEFAULT_CONFIG_PATHS = ("config.yaml",)
+log = logging.getLogger(__name__)
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
 
 
@@ -95,10 +97,19 @@ class ServerConfig(_Section):
 
 
 class BarsConfig(_Section):
-    """Bar closing and warm-up; see ANALYTICS.md "Bars"."""
+    """Bar closing; see docs/ANALYTICS.md "Bars". (The warm-up length is ``dashboard.buffer_bars``.)"""
 
     close_grace_ms: int = Field(250, ge=0, le=60_000)
-    warmup_bars: int = Field(500, ge=0, le=100_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        # bars.warmup_bars was never read: accepted in older config files, with a warning
+        if isinstance(data, dict) and "warmup_bars" in data:
+            log.warning("config bars.warmup_bars is no longer used (the warm-up is dashboard.buffer_bars): "
+                        "remove it")
+            data = {k: v for k, v in data.items() if k != "warmup_bars"}
+        return data
 
 
 class DashboardConfig(_Section):
@@ -235,8 +246,10 @@ def alert_rules(cfg: Config) -> tuple[Rule, ...]:
     if len(cfg.symbols) < 2:
         return ()
     a, b = cfg.symbols[:2]
+    # a str here, but one of `timeframes` (Config checks it), all of which Rule takes; Rule checks it again
+    timeframe = cast("Any", cfg.dashboard.default_timeframe)
     return (Rule(name=f"z-score {a}/{b} outside ±2", metric="zscore", pair=(a, b),
-                 timeframe=cfg.dashboard.default_timeframe, op="outside", threshold=2.0, reset=1.0),)
+                 timeframe=timeframe, op="outside", threshold=2.0, reset=1.0),)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

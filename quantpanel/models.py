@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Tick", "TickBatch", "Bar", "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT", "timeframe_ms",
-           "SYNTHETIC_ID_BASE", "synthetic_agg_id", "is_synthetic_id"]
+__all__ = ["Tick", "TickBatch", "Bar", "BAR_COLUMNS", "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT",
+           "timeframe_ms", "SYNTHETIC_ID_BASE", "synthetic_agg_id", "is_synthetic_id"]
 
 #: Timeframes the bar builder makes from ticks (config ``timeframes``), length in ms; all aligned
 #: to the Unix epoch, so ``1d`` bars start at 00:00 UTC (ANALYTICS.md "Timeframes").
@@ -21,6 +21,10 @@ TIMEFRAMES: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000, "15m": 9
 SERIES_TIMEFRAMES: dict[str, int] = dict(sorted(
     {**TIMEFRAMES, "3m": 180_000, "30m": 1_800_000, "1w": 604_800_000}.items(), key=lambda kv: kv[1]))
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # bar and trade times in every CSV we write (UTC)
+#: A bar's fields as every table and file of bars holds them, in this order (the ``bars`` and
+#: ``ohlc_bars`` tables, ``quantpanel bars``, the dashboard's frames and downloads).
+BAR_COLUMNS: tuple[str, ...] = ("time", "open", "high", "low", "close", "volume", "trades", "vwap",
+                                "buy_volume")
 
 #: Trades recorded without exchange ids (a browser collector's NDJSON) get keys below this base,
 #: increasing with time: they never collide with a real aggregate trade id (always >= 0), never
@@ -84,7 +88,7 @@ class Bar:
     low: float
     close: float
     volume: float
-    trades: int  # NaN (a float) for an imported OHLC series without a trade count
+    trades: float  # a count; NaN for an imported OHLC series without one
     vwap: float  # NaN when the data cannot tell (an OHLC series without quote volume)
     buy_volume: float  # NaN when a tick's side is unknown, or the series has no taker volume
     closed: bool = True

@@ -9,9 +9,8 @@ import orjson
 import pytest
 
 from quantpanel.errors import FrameError
-from quantpanel.feeds.binance_futures import agg_trade_tick, parse_frame
-from quantpanel.feeds.recording import read_capture
-from quantpanel.feeds.rest import parse_agg_trades
+from quantpanel.feeds.binance_futures import agg_trade_tick, parse_agg_trades, parse_frame
+from quantpanel.feeds.trade_files import read_capture
 from quantpanel.models import Tick
 
 # A REST row as Binance sends it (no "s", no "e", no "E"), with the RPI-era "nq".

@@ -51,7 +51,7 @@ def test_bench_quick_reports_all_figures_with_zero_loss():
 
 
 def test_probe_prices_are_identified_from_the_price_card():
-    from quantpanel.bench.push import parse_shown_price, probe_price
+    from quantpanel.bench.probe import parse_shown_price, probe_price
 
     card = ('&lt;div style=&quot;font-size: 10pt&quot;&gt;BTCUSDT last&lt;/div&gt;\n'
             '&lt;div style=&quot;font-size: 22pt&quot;&gt;{}&lt;/div&gt;')

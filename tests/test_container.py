@@ -44,7 +44,7 @@ def test_dockerfile_commands_are_the_readmes_and_its_sources_exist():
     assert "--allow-websocket-origin ${QP_ALLOW_ORIGIN}" in cmd[-1] and "--address 0.0.0.0" in cmd[-1]
     assert "--liveness" in cmd[-1] and "--db-dir /data" in cmd[-1]
     # an upload of the default storage.max_upload_mb gets through, as under `quantpanel serve`
-    from quantpanel.cli import websocket_max_message_bytes
+    from quantpanel.cli.serve import websocket_max_message_bytes
     from quantpanel.config import Config
 
     size = int(re.search(r"--websocket-max-message-size (\d+)", cmd[-1]).group(1))

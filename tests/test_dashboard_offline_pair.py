@@ -14,7 +14,7 @@ from quantpanel.analytics import align, ols_hedge
 from quantpanel.analytics.backtest import backtest, pair_signal
 from quantpanel.config import Config
 from quantpanel.dashboard.hub import Hub
-from quantpanel.dashboard.notebook import pair_series
+from quantpanel.analytics import pair_series
 from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.strategy_view import StrategyView
@@ -32,7 +32,7 @@ def hub(tmp_path) -> Hub:
     Store(db).close()
     cfg = Config.model_validate({"storage": {"db_path": str(db), "bundled_ohlc_dir": str(OHLC)}})
     runtime = Runtime(cfg, source="replay")
-    runtime.db_path = str(db)  # as after start(): the database this run stores into
+    runtime.open(db)  # as start() does: the database this run stores into
     return Hub(runtime, buffer_bars=600)
 
 

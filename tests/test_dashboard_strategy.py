@@ -16,7 +16,6 @@ import pytest
 import quantpanel.analytics as qa
 from quantpanel.analytics.backtest import TRADE_COLUMNS, backtest, pair_signal, sweep
 from quantpanel.analytics.correlation import correlation_matrix
-from quantpanel.cli import pair_closes
 from quantpanel.config import Config
 from quantpanel.dashboard.correlation_view import CorrelationView
 from quantpanel.dashboard.hub import Hub
@@ -24,6 +23,7 @@ from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.strategy_view import StrategyView
 from quantpanel.models import Bar
 from quantpanel.pipeline.bars import BarUpdate
+from quantpanel.pipeline.history import pair_closes
 from quantpanel.pipeline.runtime import Runtime
 from quantpanel.storage.store import Store
 
@@ -42,7 +42,7 @@ def db(tmp_path_factory):
 def hub(db) -> Hub:
     cfg = Config.model_validate({"storage": {"db_path": str(db)}, "windows": {"zscore": 30}})
     runtime = Runtime(cfg, source="replay")
-    runtime.db_path = str(db)  # as after start(): the database this run stores into
+    runtime.open(db)  # as start() does: the database this run stores into
     return Hub(runtime, buffer_bars=50)
 
 

@@ -33,15 +33,15 @@ async def test_live_pair_points_equal_batch_functions_over_a_replay(tmp_path):
     got: dict[PairSpec, list] = {fixed: [], refit: []}
 
     def attach(r: Runtime) -> None:
-        r.pipeline.pairs.watch(fixed)
-        r.pipeline.pairs.watch(refit)
-        r.pipeline.pair_points.sink(lambda d: [got[k].extend(v) for k, v in d.items() if k in got])
+        r.ingestion.pipeline.pairs.watch(fixed)
+        r.ingestion.pipeline.pairs.watch(refit)
+        r.ingestion.pipeline.pair_points.sink(lambda d: [got[k].extend(v) for k, v in d.items() if k in got])
 
     rt.on_ready(attach)
     await rt.start()
     try:
         await wait_for(lambda: rt.status().ticks == 35_389)
-        await asyncio.to_thread(rt.writer.flush, 30)
+        await asyncio.to_thread(rt.ingestion.writer.flush, 30)
     finally:
         await rt.stop()
     with Store(tmp_path / "replay.db") as store:

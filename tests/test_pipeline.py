@@ -95,7 +95,7 @@ async def test_auto_falls_back_to_replay_when_live_is_unreachable(tmp_path):
         assert "real Binance USD-M trades" in st.label
         await wait_for(lambda: rt.status().ticks == 35_389)
         assert rt.status().db_path == str(tmp_path / "replay.db")
-        await asyncio.to_thread(rt.writer.flush, 30)
+        await asyncio.to_thread(rt.ingestion.writer.flush, 30)
     finally:
         await rt.stop()
     assert not (tmp_path / "live.db").exists()  # replayed ticks never touch the live store
@@ -121,7 +121,7 @@ async def test_live_mode_uses_any_binance_compatible_server_and_restarts_warm(tm
     rt2 = Runtime(_config(tmp_path, source="live", **{"feed.ws_url": "ws://127.0.0.1:9/stream"}))
     await rt2.start()
     try:
-        hist = rt2.history[("ETHUSDT", "1s")]
+        hist = rt2.ingestion.history[("ETHUSDT", "1s")]
         # stored history counts the last bar closed (its end is past); the live pipeline keeps it
         # forming until its own clock closes it, so a backfill of the outage can still join it
         assert hist[:-1] == expected[:-1] and hist[-1] == replace(expected[-1], closed=False)
@@ -139,12 +139,12 @@ async def test_a_restarted_replay_continues_after_what_is_stored(tmp_path):
         rt = Runtime(cfg)
         await rt.start()
         try:
-            assert rt.exchange.first_pass == run - 1
+            assert rt.replay.exchange.first_pass == run - 1
             await wait_for(lambda: rt.status().ticks == 35_389)
-            await wait_for(lambda: not rt.backfill.holding and rt.writer.backlog == 0)
-            await asyncio.to_thread(rt.writer.flush, 30)
-            assert rt.pipeline.bar_state.duplicates == 0
-            assert rt.writer.stats.ticks_written == 35_389  # all new to the store
+            await wait_for(lambda: not rt.ingestion.backfill.holding and rt.ingestion.writer.backlog == 0)
+            await asyncio.to_thread(rt.ingestion.writer.flush, 30)
+            assert rt.ingestion.pipeline.bar_state.duplicates == 0
+            assert rt.ingestion.writer.stats.ticks_written == 35_389  # all new to the store
         finally:
             await rt.stop()
     with Store(tmp_path / "replay.db") as store:

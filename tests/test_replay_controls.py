@@ -109,8 +109,8 @@ async def test_runtime_replays_a_stored_range_through_the_shared_pipeline(tmp_pa
     await rt.start()
     try:
         await wait_for(lambda: rt.status().ticks == 35_389, 30)
-        await asyncio.to_thread(rt.writer.flush, 30)
-        spans = await asyncio.to_thread(rt.stored_spans)
+        await asyncio.to_thread(rt.ingestion.writer.flush, 30)
+        spans = await asyncio.to_thread(rt.replay.stored_spans)
         assert [s for s, *_ in spans] == ["BTCUSDT", "ETHUSDT"]
         btc_first, btc_last = spans[0][1], spans[0][2]
         start, end = btc_first + 60_000, btc_first + 120_000
@@ -119,20 +119,20 @@ async def test_runtime_replays_a_stored_range_through_the_shared_pipeline(tmp_pa
         # bad requests name what is wrong and change nothing
         for args, words in ((["DOGEUSDT"], "not followed: DOGEUSDT"), ([], "pick symbols")):
             with pytest.raises(ReplayError, match=words):
-                rt.replay_stored(args, start, end)
+                rt.replay.replay_stored(args, start, end)
         with pytest.raises(ReplayError, match="ends .* before it starts"):
-            rt.replay_stored(["BTCUSDT"], end, start)
+            rt.replay.replay_stored(["BTCUSDT"], end, start)
         with pytest.raises(ReplayError, match="no stored ticks"):
-            rt.replay_stored(["BTCUSDT"], btc_last + 10**9, btc_last + 2 * 10**9)
+            rt.replay.replay_stored(["BTCUSDT"], btc_last + 10**9, btc_last + 2 * 10**9)
 
-        n = await asyncio.to_thread(rt.replay_stored, ["BTCUSDT"], start, end)
+        n = await asyncio.to_thread(rt.replay.replay_stored, ["BTCUSDT"], start, end)
         assert n == len(expect) > 100
         await wait_for(lambda: rt.status().ticks == 35_389 + n, 30)
-        await wait_for(lambda: rt.writer.backlog == 0)
-        await asyncio.to_thread(rt.writer.flush, 30)
+        await wait_for(lambda: rt.ingestion.writer.backlog == 0)
+        await asyncio.to_thread(rt.ingestion.writer.flush, 30)
         st = rt.status()
         assert start <= st.replay_time_ms <= end
-        assert rt.pipeline.bar_state.duplicates == 0
+        assert rt.ingestion.pipeline.bar_state.duplicates == 0
     finally:
         await rt.stop()
     with Store(tmp_path / "replay.db") as store:
@@ -152,16 +152,16 @@ async def test_pause_freezes_the_bar_clock_and_the_watchdog(tmp_path):
     await rt.start()
     try:
         await wait_for(lambda: rt.status().ticks > 50, 30)
-        rt.pause_replay()
+        rt.replay.pause()
         await asyncio.sleep(0.5)
-        closed = rt.pipeline.closed.sink_to_list()
+        closed = rt.ingestion.pipeline.closed.sink_to_list()
         ticks = rt.status().ticks
         await asyncio.sleep(2.5)  # longer than the watchdog's silence timeout
         st = rt.status()
         assert st.paused and st.ticks == ticks
         assert closed == []  # no empty bars are closed while paused: the charts stand still
-        assert rt.feed.stats.watchdog_reconnects == 0
-        rt.resume_replay()
+        assert rt.ingestion.feed.stats.watchdog_reconnects == 0
+        rt.replay.resume()
         await wait_for(lambda: rt.status().ticks > ticks + 20, 30)
         await wait_for(lambda: len(closed) > 0, 10)
     finally:
@@ -174,6 +174,6 @@ async def test_replay_controls_on_the_live_feed_say_so(tmp_path, usdm_recording)
         await rt.start()
         try:
             with pytest.raises(ReplayError, match="live feed"):
-                rt.pause_replay()
+                rt.replay.pause()
         finally:
             await rt.stop()

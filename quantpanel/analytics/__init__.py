@@ -17,6 +17,8 @@ from quantpanel.analytics.kalman import (
     kalman_initial,
     kalman_step,
 )
+from quantpanel.analytics.report import REPORT_KEYS, PairReport, pair_report
+from quantpanel.analytics.series import pair_series
 from quantpanel.analytics.spread import (
     align,
     log_returns,
@@ -34,13 +36,12 @@ from quantpanel.analytics.stationarity import (
     half_life,
     hurst,
 )
-from quantpanel.analytics.report import REPORT_KEYS, PairReport, pair_report
 from quantpanel.analytics.stats import PriceStats, bars_per_year, price_stats
 
 __all__ = [
     "AdfResult", "CointResult", "HedgeResult", "KalmanPoint", "KalmanResult", "KalmanState",
     "PairReport", "PriceStats", "REPORT_KEYS",
     "adf", "align", "bars_per_year", "engle_granger", "half_life", "hurst", "kalman_hedge",
-    "kalman_initial", "kalman_step", "log_returns", "ols_hedge", "pair_report", "price_stats",
+    "kalman_initial", "kalman_step", "log_returns", "ols_hedge", "pair_report", "pair_series", "price_stats",
     "rolling_correlation", "rolling_zscore", "spread", "window_correlation", "window_zscore",
 ]

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from quantpanel.errors import AnalyticsInputError, InsufficientDataError
 
-ArrayLike = np.ndarray | pd.Series | list[float]
+#: What analytics accept for a series: an array, a pandas Series (indexed by bar time) or numbers.
+ArrayLike: TypeAlias = npt.NDArray[Any] | pd.Series | Sequence[float]
+#: What analytics return: float64 arrays.
+FloatArray: TypeAlias = npt.NDArray[np.float64]
 
 
-def as_array(x: ArrayLike, name: str) -> np.ndarray:
+def as_array(x: ArrayLike, name: str) -> FloatArray:
     """A float64 1-D array of finite values; the error names the argument."""
-    arr = np.asarray(x, dtype="float64")
+    arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:
         raise AnalyticsInputError(f"{name} must be one-dimensional, got shape {arr.shape}")
     bad = ~np.isfinite(arr)
@@ -32,7 +39,7 @@ def check_sorted_index(x: ArrayLike, name: str) -> None:
             raise AnalyticsInputError(f"{name} has duplicate times, e.g. {idx[idx.duplicated()][0]}")
 
 
-def pair_arrays(y: ArrayLike, x: ArrayLike, *, need: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def pair_arrays(y: ArrayLike, x: ArrayLike, *, need: int, what: str) -> tuple[FloatArray, FloatArray]:
     """Validated, equally long arrays of leg A (y) and leg B (x), with at least ``need`` points."""
     check_sorted_index(y, "y")
     check_sorted_index(x, "x")
@@ -48,7 +55,7 @@ def pair_arrays(y: ArrayLike, x: ArrayLike, *, need: int, what: str) -> tuple[np
     return ya, xa
 
 
-def series_array(s: ArrayLike, *, need: int, what: str, name: str = "spread") -> np.ndarray:
+def series_array(s: ArrayLike, *, need: int, what: str, name: str = "spread") -> FloatArray:
     check_sorted_index(s, name)
     arr = as_array(s, name)
     if len(arr) < need:

@@ -1,4 +1,4 @@
-"""Mean-reversion backtest of a spread on a z-score signal (ANALYTICS.md "Mean-reversion backtest").
+"""Mean-reversion backtest of a spread on a z-score signal (docs/ANALYTICS.md "Mean-reversion backtest").
 
 At the close of bar t, from z_t: flat -> short the spread when z_t > entry, long when z_t < -entry;
 short -> flat when z_t <= exit, long -> flat when z_t >= -exit; any position -> flat when
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from typing import Literal
+from typing import Literal, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from quantpanel.analytics._inputs import ArrayLike, as_array
+from quantpanel.analytics._inputs import ArrayLike, FloatArray, as_array
 from quantpanel.analytics.hedge import ols_hedge
 from quantpanel.analytics.kalman import kalman_hedge
 from quantpanel.analytics.spread import rolling_zscore, spread
@@ -30,7 +30,8 @@ from quantpanel.errors import AnalyticsInputError, InsufficientDataError
 __all__ = ["Trade", "BacktestResult", "SweepResult", "Signal", "TRADE_COLUMNS", "backtest",
            "pair_signal", "parse_grid", "sweep", "trades_frame"]
 
-BetaMode = Literal["ols", "kalman"]
+BetaMode: TypeAlias = Literal["ols", "kalman"]
+IntArray: TypeAlias = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +50,9 @@ class Trade:
 
 @dataclass(frozen=True)
 class BacktestResult:
-    position: np.ndarray  # -1/0/+1 held from the close of each bar to the next
-    pnl: np.ndarray  # per-bar P&L net of costs
-    equity: np.ndarray  # cumulative pnl
+    position: npt.NDArray[np.int8]  # -1/0/+1 held from the close of each bar to the next
+    pnl: FloatArray  # per-bar P&L net of costs
+    equity: FloatArray  # cumulative pnl
     trades: tuple[Trade, ...]
     total_pnl: float
     n_trades: int  # entries, an open one included
@@ -69,12 +70,13 @@ class BacktestResult:
 
 def _validate(a: ArrayLike, b: ArrayLike, z: ArrayLike, beta: ArrayLike | float, entry: float,
               exit: float, stop: float | None, fee_bps: float, slippage_bps: float
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+              ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     pa, pb = as_array(a, "a"), as_array(b, "b")
-    zz = np.asarray(z, dtype="float64")
+    zz = np.asarray(z, dtype=np.float64)
     if zz.ndim != 1 or np.isinf(zz).any():
         raise AnalyticsInputError("z must be one-dimensional with no infinite values (NaN = no signal)")
-    bb = np.full(len(pa), float(beta)) if np.isscalar(beta) else np.asarray(beta, dtype="float64")
+    # np.isscalar narrows to any scalar (str, complex, ...); by the signature a scalar beta is a float
+    bb = np.full(len(pa), float(cast(float, beta))) if np.isscalar(beta) else np.asarray(beta, dtype=np.float64)
     if not len(pa) == len(pb) == len(zz) == len(bb):
         raise AnalyticsInputError(
             f"a, b, z and beta differ in length: {len(pa)}, {len(pb)}, {len(zz)}, {len(bb)}")
@@ -91,8 +93,8 @@ def _validate(a: ArrayLike, b: ArrayLike, z: ArrayLike, beta: ArrayLike | float,
     return pa, pb, zz, bb
 
 
-def _events(z: np.ndarray, beta: np.ndarray, entry: float, exit: float, stop: float | None
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _events(z: FloatArray, beta: FloatArray, entry: float, exit: float, stop: float | None
+            ) -> tuple[IntArray, IntArray, npt.NDArray[np.int8]]:
     """The state machine's trades: entry bars, exit bars (n when still open) and sides.
 
     The position only changes on bars where a threshold is crossed, so it jumps from one such
@@ -123,8 +125,8 @@ def _events(z: np.ndarray, beta: np.ndarray, entry: float, exit: float, stop: fl
         if j >= n:
             break
         t = j + 1  # no new entry on the bar of an exit
-    return (np.array(ins, dtype="int64"), np.array(outs, dtype="int64"),
-            np.array(sides, dtype="int8"))
+    return (np.array(ins, dtype=np.int64), np.array(outs, dtype=np.int64),
+            np.array(sides, dtype=np.int8))
 
 
 def backtest(
@@ -154,12 +156,12 @@ def backtest(
     pa, pb, zz, bb = _validate(a, b, z, beta, entry, exit, stop, fee_bps, slippage_bps)
     n = len(pa)
     ins, outs, sides = _events(zz, bb, entry, exit, stop)
-    marks = np.zeros(n + 1, dtype="int64")
+    marks = np.zeros(n + 1, dtype=np.int64)
     np.add.at(marks, ins, 1)
     np.add.at(marks, outs, -1)
     holding = np.cumsum(marks[:n]) > 0
     trade_of_bar = np.cumsum(np.bincount(ins, minlength=n)[:n]) - 1  # index of the latest entry
-    pos = np.where(holding, sides[trade_of_bar.clip(0)] if len(ins) else 0, 0).astype("int8")
+    pos = np.where(holding, sides[trade_of_bar.clip(0)] if len(ins) else 0, 0).astype(np.int8)
     trade_beta = bb[ins]
     held = np.where(holding, trade_beta[trade_of_bar.clip(0)] if len(ins) else 0.0, 0.0)
     gross = np.zeros(n)
@@ -173,7 +175,7 @@ def backtest(
     np.add.at(costs, ins, c_in)
     np.add.at(costs, outs[closed_mask], c_out[closed_mask])
     if len(ins):  # gross P&L of each trade: bars entry+1 .. exit
-        bounds = np.empty(2 * len(ins), dtype="int64")
+        bounds = np.empty(2 * len(ins), dtype=np.int64)
         bounds[0::2], bounds[1::2] = ins + 1, np.minimum(outs + 1, n)
         seg = np.add.reduceat(np.append(gross, 0.0), bounds)[0::2]
         seg[bounds[0::2] >= bounds[1::2]] = 0.0
@@ -205,12 +207,12 @@ def backtest(
 
 @dataclass(frozen=True)
 class SweepResult:
-    entries: np.ndarray
-    exits: np.ndarray
-    total_pnl: np.ndarray  # shape (len(entries), len(exits))
-    sharpe: np.ndarray
-    max_drawdown: np.ndarray
-    n_trades: np.ndarray
+    entries: FloatArray
+    exits: FloatArray
+    total_pnl: FloatArray  # shape (len(entries), len(exits))
+    sharpe: FloatArray
+    max_drawdown: FloatArray
+    n_trades: IntArray
 
 
 def sweep(
@@ -227,9 +229,17 @@ def sweep(
     bars_per_year: float = 365 * 1440,
 ) -> SweepResult:
     """``backtest`` for every (entry, exit) of a grid, all at once: one pass over the bars with
-    the state of every grid cell in a vector. Each cell equals ``backtest`` with those values."""
-    ent = np.asarray(entries, dtype="float64")
-    ext = np.asarray(exits, dtype="float64")
+    the state of every grid cell in a vector. Each cell equals ``backtest`` with those values.
+
+    Examples
+    --------
+    >>> r = sweep([10, 9, 10, 11], [5, 5, 5, 5], [0, -2.5, 0.1, 0], 1.0, entries=[2.0, 3.0], exits=[0.0],
+    ...           fee_bps=0)
+    >>> r.total_pnl.tolist(), r.n_trades.tolist()
+    ([[1.0], [0.0]], [[1], [0]])
+    """
+    ent = np.asarray(entries, dtype=np.float64)
+    ext = np.asarray(exits, dtype=np.float64)
     if ent.ndim != 1 or ext.ndim != 1 or not len(ent) or not len(ext):
         raise AnalyticsInputError("entries and exits must be non-empty one-dimensional grids")
     pa, pb, zz, bb = _validate(a, b, z, beta, float(ent.min()), float(ext.min()), stop,
@@ -246,7 +256,7 @@ def sweep(
     maxdd = np.zeros(g)
     s1 = np.zeros(g)
     s2 = np.zeros(g)
-    trades = np.zeros(g, dtype="int64")
+    trades = np.zeros(g, dtype=np.int64)
     da = np.diff(pa, prepend=pa[0])
     db = np.diff(pb, prepend=pb[0])
     for t in range(len(pa)):
@@ -286,8 +296,8 @@ def sweep(
 class Signal:
     """The z-score a backtest trades and the beta it hedges with, one value per aligned bar."""
 
-    z: np.ndarray
-    beta: np.ndarray
+    z: FloatArray
+    beta: FloatArray
     mode: BetaMode
 
 
@@ -302,26 +312,39 @@ def pair_signal(
     ve: float = 1e-3,
 ) -> Signal:
     """``ols``: static OLS beta (over the last ``lookback`` bars) and the rolling z of its spread;
-    ``kalman``: the filter's beta_t and its innovation z-score (ANALYTICS.md)."""
+    ``kalman``: the filter's beta_t and its innovation z-score (docs/ANALYTICS.md).
+
+    Examples
+    --------
+    >>> sig = pair_signal(pd.Series([2.0, 4.1, 5.9, 8.0, 9.9]), pd.Series([1.0, 2.0, 3.0, 4.0, 5.0]), window=3)
+    >>> sig.mode, sig.z.round(2).tolist(), round(float(sig.beta[0]), 3)
+    ('ols', [nan, nan, -0.79, 0.34, -0.05], 1.97)
+    """
     if mode == "kalman":
         k = kalman_hedge(y, x, delta=delta, ve=ve)
-        return Signal(np.asarray(k.zscore, dtype="float64"), np.asarray(k.beta, dtype="float64"), mode)
+        return Signal(np.asarray(k.zscore, dtype=np.float64), np.asarray(k.beta, dtype=np.float64), mode)
     if mode != "ols":
         raise AnalyticsInputError(f"beta mode must be 'ols' or 'kalman', got {mode!r}")
     h = ols_hedge(y, x, lookback=lookback)
     z = rolling_zscore(spread(y, x, beta=h.beta, alpha=h.alpha), window=window)
-    return Signal(np.asarray(z, dtype="float64"), np.full(len(y), h.beta), mode)
+    return Signal(np.asarray(z, dtype=np.float64), np.full(len(y), h.beta), mode)
 
 
-def parse_grid(text: str) -> np.ndarray:
-    """``start:stop:step`` (stop included), e.g. ``1:3:0.25`` -> 1, 1.25, ..., 3."""
+def parse_grid(text: str) -> FloatArray:
+    """``start:stop:step`` (stop included), e.g. ``1:3:0.25`` -> 1, 1.25, ..., 3.
+
+    Examples
+    --------
+    >>> parse_grid("1:2:0.25").tolist()
+    [1.0, 1.25, 1.5, 1.75, 2.0]
+    """
     try:
         start, stop, step = (float(v) for v in text.split(":"))
     except ValueError:
         raise AnalyticsInputError(f"{text!r} is not start:stop:step, e.g. 1:3:0.25") from None
     if not (step > 0 and stop >= start and math.isfinite(stop) and math.isfinite(start)):
         raise AnalyticsInputError(f"{text!r}: need step > 0 and stop >= start")
-    k = int(round((stop - start) / step))
+    k = round((stop - start) / step)
     if k >= 1000:
         raise AnalyticsInputError(f"{text!r}: {k + 1} values; at most 1000 per grid axis")
     return np.round(start + np.arange(k + 1) * step, 10)
@@ -332,7 +355,15 @@ TRADE_COLUMNS = ("entry_time", "exit_time", "side", "entry_a", "entry_b", "exit_
 
 
 def trades_frame(result: BacktestResult, times: pd.DatetimeIndex) -> pd.DataFrame:
-    """The trades as a table with bar times for bar indices; ``exit_time`` is NaT while open."""
+    """The trades as a table with bar times for bar indices; ``exit_time`` is NaT while open.
+
+    Examples
+    --------
+    >>> r = backtest([10, 9, 10, 11], [5, 5, 5, 5], [0, -2.5, 0.1, 0], 1.0, fee_bps=0)
+    >>> trades_frame(r, pd.date_range("2024-01-01", periods=4, freq="min"))[["entry_time", "exit_time", "side"]]
+               entry_time           exit_time  side
+    0 2024-01-01 00:01:00 2024-01-01 00:02:00  long
+    """
     t = pd.DatetimeIndex(times)
     rows = [(t[tr.entry_index], pd.NaT if tr.exit_index is None else t[tr.exit_index],
              "long" if tr.side > 0 else "short", tr.entry_a, tr.entry_b, tr.exit_a, tr.exit_b,

@@ -23,7 +23,7 @@ def _closes(closes: pd.DataFrame, window: int | None, *, need: int, what: str) -
         raise AnalyticsInputError(f"{what} needs at least 2 symbols, got {closes.shape[1]}")
     if not closes.index.is_monotonic_increasing or closes.index.has_duplicates:
         raise AnalyticsInputError(f"{what}: closes must be sorted by unique bar times")
-    joined = closes.dropna()  # ANALYTICS.md: inner-joined on bar time
+    joined = closes.dropna()  # docs/ANALYTICS.md: inner-joined on bar time
     if (joined <= 0).any().any():
         raise AnalyticsInputError(f"{what}: closes must be positive")
     if window:
@@ -38,6 +38,16 @@ def correlation_matrix(closes: pd.DataFrame, *, window: int | None = 60) -> pd.D
 
     ``closes``: one column per symbol, indexed by bar time; rows missing a symbol are dropped.
     A symbol whose returns are constant over the window has NaN correlations.
+
+    Examples
+    --------
+    >>> closes = pd.DataFrame({"A": [100.0, 101.0, 100.5, 102.0, 101.0], "B": [50.0, 50.4, 50.3, 51.0, 50.6],
+    ...                        "C": [20.0, 19.9, 20.1, 20.0, 20.2]})
+    >>> correlation_matrix(closes).round(2)
+          A     B     C
+    A  1.00  0.99 -0.97
+    B  0.99  1.00 -0.94
+    C -0.97 -0.94  1.00
     """
     joined = _closes(closes, window, need=3, what="correlation heatmap")
     r = np.log(joined).diff().iloc[1:]
@@ -54,6 +64,16 @@ def scan_pairs(
 
     Rows sorted by p-value (most cointegrated first); a pair the data cannot support has NaN
     statistics. ``progress(done, total)`` is called after each pair.
+
+    Examples
+    --------
+    >>> noise = np.sin(np.arange(200.0) ** 2)
+    >>> x = 100 + np.cumsum(noise)
+    >>> walk = 50 + np.cumsum(np.cos(np.arange(200.0) ** 1.5))  # another random walk
+    >>> closes = pd.DataFrame({"A": x, "B": 2 * x + np.roll(noise, 7), "C": walk})
+    >>> out = scan_pairs(closes)
+    >>> out[["a", "b"]].iloc[0].tolist(), out.columns.tolist() == list(SCAN_COLUMNS)
+    (['A', 'B'], True)
     """
     joined = _closes(closes, lookback, need=10, what="pair scanner")
     if lookback:

@@ -1,4 +1,4 @@
-"""Kalman-filter (dynamic) hedge ratio of leg A (y) on leg B (x) (ANALYTICS.md "Kalman-filter hedge
+"""Kalman-filter (dynamic) hedge ratio of leg A (y) on leg B (x) (docs/ANALYTICS.md "Kalman-filter hedge
 ratio (dynamic)").
 
 State ``theta_t = [beta_t, alpha_t]`` follows a random walk with covariance ``Vw*I``,
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantpanel.analytics._inputs import ArrayLike, pair_arrays
+from quantpanel.analytics._inputs import ArrayLike, FloatArray, pair_arrays
 from quantpanel.errors import AnalyticsInputError
 
 __all__ = ["KalmanPoint", "KalmanResult", "KalmanState", "kalman_hedge", "kalman_initial",
@@ -64,11 +64,11 @@ class KalmanPoint:
 class KalmanResult:
     """Per-bar outputs of :func:`kalman_hedge`, all of length n, and the state after the last bar."""
 
-    beta: np.ndarray
-    alpha: np.ndarray
-    innovation: np.ndarray  # e_t = y_t - [x_t, 1] . theta_{t|t-1}
-    innovation_var: np.ndarray  # Q_t = [x_t, 1] P_{t|t-1} [x_t, 1]' + ve
-    zscore: np.ndarray  # e_t / sqrt(Q_t)
+    beta: FloatArray
+    alpha: FloatArray
+    innovation: FloatArray  # e_t = y_t - [x_t, 1] . theta_{t|t-1}
+    innovation_var: FloatArray  # Q_t = [x_t, 1] P_{t|t-1} [x_t, 1]' + ve
+    zscore: FloatArray  # e_t / sqrt(Q_t)
     delta: float
     ve: float
     state: KalmanState  # feed it to kalman_step to continue bar by bar
@@ -130,7 +130,7 @@ def _filter(ys: list[float], xs: list[float], s: KalmanState
     var: list[float] = []
     put_b, put_a, put_q = beta.append, alpha.append, var.append
     # Hot loop (~0.7 us/bar): plain floats and locals only; a is >= Vw > 0, so no division by 0.
-    for y, x in zip(ys, xs):
+    for y, x in zip(ys, xs, strict=True):
         g0 = a * x + b
         g1 = b * x + c
         q = (g0 * g0 + d) / a + ve
@@ -153,8 +153,8 @@ def _filter(ys: list[float], xs: list[float], s: KalmanState
     return beta, alpha, var, KalmanState(m0, m1, a, b, c, d, s.delta, ve)
 
 
-def _innovations(ya: np.ndarray, xa: np.ndarray, start: KalmanState, beta: np.ndarray,
-                 alpha: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _innovations(ya: FloatArray, xa: FloatArray, start: KalmanState, beta: FloatArray,
+                 alpha: FloatArray, q: FloatArray) -> tuple[FloatArray, FloatArray]:
     """``e_t`` from the prior means (the previous filtered ones; the loop's own arithmetic, so the
     same bits) and ``z_t = e_t / sqrt(Q_t)``."""
     prev_b = np.concatenate(([start.beta], beta[:-1]))
@@ -200,6 +200,12 @@ def kalman_step(state: KalmanState, y: float, x: float) -> tuple[KalmanState, Ka
     """Observe one closed bar: the prior of the next bar and this bar's :class:`KalmanPoint`.
 
     Pure (the state is immutable), for the online path: ``state, point = kalman_step(state, y, x)``.
+
+    Examples
+    --------
+    >>> state, point = kalman_step(kalman_initial(), 101.0, 100.0)
+    >>> round(point.zscore, 4), round(state.beta, 4)
+    (1.0099, 1.0099)
     """
     if not isinstance(state, KalmanState):
         raise AnalyticsInputError(

@@ -74,7 +74,7 @@ class PairReport:
         return "; ".join(parts) + "."
 
 
-def _finite(v: Any) -> Any:
+def _finite(v: object) -> object:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
@@ -97,7 +97,18 @@ def pair_report(
     adf_maxlag: int | None = None,
     hurst_max_lag: int = 100,
 ) -> PairReport:
-    """Static OLS hedge over the lookback, then spread tests, last z-score and correlation."""
+    """Static OLS hedge over the lookback, then spread tests, last z-score and correlation.
+
+    Examples
+    --------
+    >>> noise = np.sin(np.arange(200.0) ** 2)
+    >>> x = 100 + np.cumsum(noise)
+    >>> r = pair_report(2 * x + np.roll(noise, 7), x, adf_maxlag=2)
+    >>> r.n, round(r.beta, 2), r.coint_pvalue < 0.05, r.errors
+    (200, 2.04, True, {})
+    >>> pair_report([1.0, 2.0], [1.0, 3.0]).errors
+    {'hedge': 'OLS hedge ratio needs at least 3 observations, got 2'}
+    """
     errors: dict[str, str] = {}
     h = _try(errors, "hedge", lambda: ols_hedge(y, x, lookback=lookback))
     n = len(np.asarray(y)) if not lookback else min(lookback, len(np.asarray(y)))

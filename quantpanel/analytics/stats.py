@@ -1,4 +1,4 @@
-"""Price statistics of one symbol over a window of bars (ANALYTICS.md "Price statistics")."""
+"""Price statistics of one symbol over a window of bars (docs/ANALYTICS.md "Price statistics")."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ _YEAR_S = 365 * 86_400
 
 
 def bars_per_year(timeframe_s: float) -> float:
-    """Bars in 365 days: the annualisation factor's square is this."""
+    """Bars in 365 days: the annualisation factor's square is this.
+
+    Examples
+    --------
+    >>> bars_per_year(60)
+    525600.0
+    """
     return _YEAR_S / timeframe_s
 
 
@@ -41,6 +47,14 @@ def price_stats(bars: pd.DataFrame, *, timeframe_s: float, window: int | None = 
 
     ``bars`` has columns open, high, low, close, volume, vwap, indexed by bar time; volume and
     vwap may be NaN (an OHLC file that lacks them), and so then are ``volume`` and ``vwap``.
+
+    Examples
+    --------
+    >>> bars = pd.DataFrame({"open": [10.0, 11.0], "high": [11.0, 12.5], "low": [9.5, 10.5],
+    ...                      "close": [11.0, 12.0], "volume": [2.0, 1.0], "vwap": [10.5, 11.5]})
+    >>> p = price_stats(bars, timeframe_s=60)
+    >>> p.last, p.change, round(p.change_pct, 2), p.high, p.low, round(p.vwap, 4), p.n
+    (12.0, 2.0, 20.0, 12.5, 9.5, 10.8333, 2)
     """
     missing = {"open", "high", "low", "close", "volume", "vwap"} - set(bars.columns)
     if missing:

@@ -11,12 +11,14 @@ import statistics
 import time
 from collections.abc import Callable
 from itertools import combinations
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["run_analytics_bench", "format_analytics"]
+
+_Op = Literal[">", "<", "crosses_above", "crosses_below", "outside"]  # alerts.rules.Rule.op
 
 
 def _seconds(fn: Callable[[], Any], runs: int) -> float:
@@ -66,13 +68,13 @@ def _alerts_bench(z: Any, runs: int) -> dict[str, Any]:
     from quantpanel.alerts.engine import Sample, evaluate
     from quantpanel.alerts.rules import Rule
 
-    ops = [("outside", {"reset": 1.0}), (">", {"for_bars": 3}), ("<", {}), ("crosses_above", {}),
-           ("crosses_below", {"cooldown_s": 60})]
+    ops: list[tuple[_Op, dict[str, Any]]] = [("outside", {"reset": 1.0}), (">", {"for_bars": 3}), ("<", {}),
+                                             ("crosses_above", {}), ("crosses_below", {"cooldown_s": 60})]
     rules = {i: Rule(id=i, name=f"r{i}", metric="zscore", pair=("A", "B"), op=op,
                      threshold=(1.5 + i / 10) * (-1 if op in ("<", "crosses_below") else 1), **kw)
              for i, (op, kw) in enumerate(ops * 4)}
     samples = [Sample(i * 1000, float(v)) for i, v in enumerate(z)]
-    per_rule = {rid: samples for rid in rules}
+    per_rule = dict.fromkeys(rules, samples)
     secs = _seconds(lambda: evaluate(rules, {}, per_rule), runs)
     _, alerts = evaluate(rules, {}, per_rule)
     evals = len(rules) * len(samples)
@@ -119,16 +121,16 @@ def run_analytics_bench(*, scale: float = 1.0, runs: int = 3) -> dict[str, Any]:
 def format_analytics(a: dict[str, Any]) -> str:
     return "\n".join([
         f"analytics ({a['data']})",
-        f"  {'live path, ' + str(a['live_pairs']) + ' pairs, window ' + str(a['live_window']):<36} "
-        f"{a['live_per_closed_bar_us']:>12,.0f} µs per closed bar "
-        f"({a['live_per_pair_us']:,.0f} µs per pair, p99 {a['live_per_closed_bar_p99_us']:,.0f} µs)",
-        f"  {'Run tests (ADF, EG, HL, Hurst), ' + format(a['tests_bars'], ',') + ' bars':<36} "
-        f"{a['tests_s']:>12.3f} s",
+        (f"  {'live path, ' + str(a['live_pairs']) + ' pairs, window ' + str(a['live_window']):<36} "
+         f"{a['live_per_closed_bar_us']:>12,.0f} µs per closed bar "
+         f"({a['live_per_pair_us']:,.0f} µs per pair, p99 {a['live_per_closed_bar_p99_us']:,.0f} µs)"),
+        (f"  {'Run tests (ADF, EG, HL, Hurst), ' + format(a['tests_bars'], ',') + ' bars':<36} "
+         f"{a['tests_s']:>12.3f} s"),
         f"  {'Kalman filter, ' + format(a['bars'], ',') + ' bars':<36} {a['kalman_s']:>12.3f} s",
         f"  {'backtest, ' + format(a['bars'], ',') + ' bars':<36} {a['backtest_s']:>12.3f} s",
         f"  {'sweep 20x20, ' + format(a['sweep_bars'], ',') + ' bars':<36} {a['sweep_20x20_s']:>12.3f} s",
-        f"  {'scanner, 20 symbols x ' + format(a['scanner_bars'], ',') + ' bars':<36} "
-        f"{a['scanner_20_symbols_s']:>12.3f} s",
-        f"  {'alert engine, per rule evaluation':<36} {a['alert_eval_us']:>12.2f} µs "
-        f"({a['alert_evals']:,} evaluations, {a['alerts_fired']:,} alerts)",
+        (f"  {'scanner, 20 symbols x ' + format(a['scanner_bars'], ',') + ' bars':<36} "
+         f"{a['scanner_20_symbols_s']:>12.3f} s"),
+        (f"  {'alert engine, per rule evaluation':<36} {a['alert_eval_us']:>12.2f} µs "
+         f"({a['alert_evals']:,} evaluations, {a['alerts_fired']:,} alerts)"),
     ])

@@ -94,7 +94,8 @@ def wait_http(url: str, timeout: float) -> None:
 
 
 @contextmanager
-def served_app(tmp: Path, data: Path, symbols: Sequence[str], *exchange_args: str) -> Iterator[tuple[Proc, Proc, str, str]]:
+def served_app(tmp: Path, data: Path, symbols: Sequence[str],
+               *exchange_args: str) -> Iterator[tuple[Proc, Proc, str, str]]:
     """`quantpanel exchange` replaying ``data`` and `quantpanel serve` ingesting it live (config
     and databases in ``tmp``, no alert rules), both as processes; yields (exchange, server,
     exchange stream URL, app URL) and stops both."""

@@ -15,10 +15,8 @@ and with each session count; per session = (with n - with none) / n.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,89 +24,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from quantpanel.bench.probe import Observer, parse_shown_price, write_probe_capture
 from quantpanel.bench.procs import Proc, cpu_seconds, served_app, spawn
 
-__all__ = ["run_push_bench", "probe_price", "parse_shown_price"]
+__all__ = ["run_push_bench", "format_push"]
 
-PROBE_BASE = 10_000.0
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-_SHOWN = re.compile(r"&gt;([-\d,.]+)&lt;/div&gt;\s*$")
 _LABEL = "BTCUSDT last"
-
-
-def probe_price(k: int) -> str:
-    """The k-th probe trade's price: unique for 100,000 trades, shown whole by the dashboard's
-    price card (6 significant digits)."""
-    return f"{PROBE_BASE + (k % 100_000) / 10:.1f}"
-
-
-def parse_shown_price(text: str) -> int | None:
-    """The probe index behind a price card's HTML (None when it shows no probe price)."""
-    m = _SHOWN.search(text)
-    if not m:
-        return None
-    try:
-        p = float(m.group(1).replace(",", ""))
-    except ValueError:
-        return None
-    k = round((p - PROBE_BASE) * 10)
-    return k if 0 <= k < 100_000 else None
-
-
-def write_probe_capture(path: Path, seconds: float, rate_hz: float) -> int:
-    """A JSON-lines capture of simulated trades: BTCUSDT carries the probe prices, ETHUSDT a
-    random walk, each ``rate_hz`` trades per second."""
-    import random
-
-    rnd = random.Random(7)
-    t0, step = 1_700_000_000_000, 1000.0 / rate_hz
-    eth = 2000.0
-    n = int(seconds * rate_hz)
-    with open(path, "w") as fh:
-        for k in range(n):
-            t = int(t0 + k * step)
-            eth += rnd.choice((-0.01, 0.01))
-            for sym, price in (("BTCUSDT", probe_price(k)), ("ETHUSDT", f"{eth:.2f}")):
-                data = {"e": "aggTrade", "E": t, "s": sym, "a": k + 1, "p": price, "q": "0.010",
-                        "f": k + 1, "l": k + 1, "T": t, "m": bool(k & 1)}
-                fh.write(orjson.dumps({"stream": f"{sym.lower()}@aggTrade", "data": data}).decode() + "\n")
-    return 2 * n
-
-
-# -- the observer ---------------------------------------------------------------------------------
-class Observer:
-    """A bare websockets client on the exchange: when each probe trade was on the wire."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url + "?streams=btcusdt@aggTrade"
-        self.received: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-
-    async def _run(self) -> None:
-        from websockets.asyncio.client import connect
-
-        async with connect(self.url, compression=None) as ws:
-            while not self._stop.is_set():
-                try:
-                    frame = await asyncio.wait_for(ws.recv(), 0.5)
-                except TimeoutError:
-                    continue
-                now = time.time()
-                k = round((float(orjson.loads(frame)["data"]["p"]) - PROBE_BASE) * 10)
-                self.received.setdefault(k, now)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 # -- Chromium pages ---------------------------------------------------------------------------------
@@ -199,7 +127,7 @@ def client_sessions(url: str, stages: list[int]) -> None:
     changes. (Bokeh's own read loop recurses once per message: after a few hundred messages it
     hits the recursion limit and stops reading, and the server then buffers for it forever.)
     """
-    import panel.models  # noqa: F401  Panel's Bokeh models, to decode its documents
+    import panel.models  # Panel's Bokeh models, to decode its documents
     import panel.models.tabulator  # noqa: F401
     from bokeh.client import pull_session
     from bokeh.events import DocumentReady
@@ -263,7 +191,7 @@ def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     v = sorted(values)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+    return v[min(len(v) - 1, round(q * (len(v) - 1)))]
 
 
 @contextmanager
@@ -293,7 +221,7 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: 
     res["refresh"] = run_refresh_bench(updates=100, runs=3)  # before the servers: a quiet machine
     res["refresh_vs_raw_bokeh"] = res["refresh"]["refresh_vs_raw_bokeh"]
     with tempfile.TemporaryDirectory(prefix="qp-push-") as tmp_, \
-            _stack(Path(tmp_), rate_hz, 60 + measure_s * (len(counts) + 1) * 3 + 600) as (ex, server, url, obs):
+            _stack(Path(tmp_), rate_hz, 60 + measure_s * (len(counts) + 1) * 3 + 600) as (_ex, server, url, obs):
         pid = server.proc.pid
         pages: Pages | None = None
         try:
@@ -313,8 +241,8 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: 
             res["server_cpu_no_session_pct"] = round(idle_cpu * 100, 1)
 
             n_pages = [min(n, chromium_pages) if pages else 0 for n in counts]
-            n_clients = [n - p for n, p in zip(counts, n_pages)]
-            stages = [n_clients[0]] + [b - a for a, b in zip(n_clients, n_clients[1:])]
+            n_clients = [n - p for n, p in zip(counts, n_pages, strict=True)]
+            stages = [n_clients[0]] + [b - a for a, b in pairwise(n_clients)]
             clients = None
             if any(n_clients):
                 clients = spawn("-m", "quantpanel.bench.push", "clients", url, ",".join(map(str, stages)))
@@ -367,7 +295,8 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: 
                     clients.proc.wait(5 if stuck else 60)
                 clients.stop()
                 client_samples = [tuple(json.loads(x[7:])) for x in clients.lines if x.startswith("sample ")]
-            for r, win in zip(res["sessions"].values(), windows):
+            # not strict: a count repeated in `counts` shares one entry of `sessions`
+            for r, win in zip(res["sessions"].values(), windows, strict=False):
                 lat_pages = _latencies(page_samples, obs.received, win)
                 lat_clients = _latencies(client_samples, obs.received, win)
                 both = lat_pages + lat_clients
@@ -390,13 +319,13 @@ def _round(v: float | None) -> float | None:
 
 def format_push(r: dict[str, Any]) -> str:
     f = r["refresh"]
-    lines = [f"push: tick -> browser document ({r['data']}; server CPU ingesting with no session "
-             f"{r['server_cpu_no_session_pct']} %)",
-             f"  one chart refresh (candles + volume, 1 new bar of 600): dashboard {f['dashboard_cpu_ms']} ms,"
-             f" HoloViews re-render {f['holoviews_cpu_ms']} ms, raw Bokeh stream {f['raw_bokeh_cpu_ms']} ms"
-             f" -> {f['refresh_vs_raw_bokeh']}x raw",
-             f"  opening one session: {r.get('session_open_cpu_ms')} ms server CPU "
-             f"(runs {r.get('session_open_cpu_ms_runs')})"]
+    lines = [(f"push: tick -> browser document ({r['data']}; server CPU ingesting with no session "
+              f"{r['server_cpu_no_session_pct']} %)"),
+             (f"  one chart refresh (candles + volume, 1 new bar of 600): dashboard {f['dashboard_cpu_ms']} ms,"
+              f" HoloViews re-render {f['holoviews_cpu_ms']} ms, raw Bokeh stream {f['raw_bokeh_cpu_ms']} ms"
+              f" -> {f['refresh_vs_raw_bokeh']}x raw"),
+             (f"  opening one session: {r.get('session_open_cpu_ms')} ms server CPU "
+              f"(runs {r.get('session_open_cpu_ms_runs')})")]
     for n, s in r["sessions"].items():
         lines.append(
             f"  {n:>2} sessions ({s['chromium_pages']} chromium + {s['client_sessions']} client)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,7 @@ def _raw(history: pd.DataFrame) -> tuple[Any, Callable[[pd.DataFrame], None]]:
     n = len(history)
 
     def update(rows: pd.DataFrame) -> None:
-        for source, data in zip((wicks, bodies, vol), cols(rows)):
+        for source, data in zip((wicks, bodies, vol), cols(rows), strict=True):
             source.stream(data, rollover=n)
     return doc, update
 
@@ -119,12 +120,12 @@ def run_refresh_bench(*, bars: int = 600, updates: int = 200, runs: int = 5) -> 
             events: list[Any] = []
             doc.on_change(events.append)
             for _ in range(5):  # warm up: the first patches also carry the models' first sync
-                _patch_cost(events, lambda: update(rest.iloc[k:k + 1]))
+                _patch_cost(events, partial(update, rest.iloc[k:k + 1]))
                 k += 1
             n = updates if name != "holoviews" else max(updates // 5, 1)  # it is the slow one
             t0 = time.process_time()
             for _ in range(n):
-                _patch_cost(events, lambda: update(rest.iloc[k:k + 1]))
+                _patch_cost(events, partial(update, rest.iloc[k:k + 1]))
                 k += 1
             times.append((time.process_time() - t0) / n * 1000)
         out[f"{name}_cpu_ms"] = round(statistics.median(times), 3)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from quantpanel.bench.procs import served_app, spawn
 from quantpanel.feeds.recording import load_recording
 

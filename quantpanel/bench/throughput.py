@@ -25,10 +25,9 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import connect
 
-from quantpanel.feeds.binance_futures import parse_frame
-from quantpanel.feeds.connection import FeedConnection
 from quantpanel.bench.procs import spawn
-from quantpanel.feeds.exchange import render_agg_trade
+from quantpanel.feeds.binance_futures import parse_frame, render_agg_trade
+from quantpanel.feeds.connection import FeedConnection
 from quantpanel.feeds.recording import Recording, load_recording
 from quantpanel.models import Tick, TickBatch
 from quantpanel.pipeline.bars import build_bars, initial_state
@@ -240,9 +239,9 @@ def format_table(r: dict[str, Any]) -> str:
         ("loopback: exchange -> pipeline", r["loopback_msgs_per_s"], "msgs/s",
          f"{r['loopback_vs_bare_ws']:.0%} of bare, lost {r['loopback_lost']}"),
     ]
-    lines = [f"{r['frames']:,} real aggTrade frames ({r['passes']} passes), median of {r['runs']} runs, "
-             f"{r['machine']['cores']} cores, Python {r['machine']['python']}, "
-             f"load {r['machine']['loadavg_start'][0]:.2f}"]
+    lines = [(f"{r['frames']:,} real aggTrade frames ({r['passes']} passes), median of {r['runs']} runs, "
+              f"{r['machine']['cores']} cores, Python {r['machine']['python']}, "
+              f"load {r['machine']['loadavg_start'][0]:.2f}")]
     lines += [f"  {name:<36} {val:>12,.0f} {unit:<9} {note}" for name, val, unit, note in rows]
     lines.append(f"  {'peak RSS':<36} {r['peak_rss_mib']:>12,.0f} MiB")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ a toast in that session.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -41,11 +42,12 @@ class AlertsView(Viewer):
     """Rule editor, rules table, alert log with CSV export; ``pull`` toasts new alerts."""
 
     name_ = param.String(default="", label="Rule name")
-    metric = param.Selector(default="zscore", objects=list(METRICS), label="Metric")
-    leg_a = param.Selector(default=None, objects=[], label="Pair leg A / symbol")
-    leg_b = param.Selector(default=None, objects=[], label="Pair leg B")
-    timeframe = param.Selector(default="1s", objects=["1s"], label="Timeframe")
-    op = param.Selector(default="outside", objects=list(OPERATORS), label="Operator")
+    metric: param.Selector[str] = param.Selector(default="zscore", objects=list(METRICS), label="Metric")
+    # legs: None only until __init__ sets them
+    leg_a: param.Selector[str] = param.Selector(default=None, objects=[], label="Pair leg A / symbol")
+    leg_b: param.Selector[str] = param.Selector(default=None, objects=[], label="Pair leg B")
+    timeframe: param.Selector[str] = param.Selector(default="1s", objects=["1s"], label="Timeframe")
+    op: param.Selector[str] = param.Selector(default="outside", objects=list(OPERATORS), label="Operator")
     threshold = param.Number(default=2.0, label="Threshold")
     reset = param.String(default="", label="Re-arm at (blank = threshold)")
     for_bars = param.Integer(default=1, bounds=(1, 10_000), label="For N bars")
@@ -146,10 +148,10 @@ class AlertsView(Viewer):
                           op=r.op, threshold=r.threshold, reset="" if r.reset is None else f"{r.reset:g}",
                           for_bars=r.for_bars, cooldown_s=r.cooldown_s)
 
-    async def _do(self, action: object) -> None:
+    async def _do(self, action: Awaitable[None]) -> None:
         self.error.visible = False
         try:
-            await action  # type: ignore[misc]
+            await action
         except (QuantPanelError, ValueError) as exc:
             self.error.object = str(exc)
             self.error.visible = True
@@ -174,7 +176,9 @@ class AlertsView(Viewer):
 
     async def delete_rule(self, _event: object = None) -> None:
         async def run() -> None:
-            await self._hub.delete_rule(self._require_selected().id)
+            rule_id = self._require_selected().id
+            assert rule_id is not None  # a rule of the table is stored: it has its id
+            await self._hub.delete_rule(rule_id)
         await self._do(run())
 
     def refresh_rules(self) -> None:

@@ -24,5 +24,7 @@ def create_app(config: Config | None = None, *, source: str | None = None) -> pn
         theme_toggle=False,
     )
     pn.state.onload(dash.start)
-    template.dashboard = dash  # reachable from tests and notebooks
+    # reachable from tests and notebooks. Set by name, not declared on a subclass: Panel finds a
+    # template's CSS and JS by its class name.
+    setattr(template, "dashboard", dash)  # noqa: B010
     return template

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import holoviews as hv
 import pandas as pd
@@ -17,6 +18,9 @@ from quantpanel.dashboard.plots import corr_frame, corr_heatmap, empty_corr_fram
 from quantpanel.dashboard.streaming import LiveChart
 from quantpanel.errors import InsufficientDataError, QuantPanelError
 
+if TYPE_CHECKING:
+    from panel.models.tabulator import CellClickEvent
+
 __all__ = ["CorrelationView"]
 
 _SCAN_LABELS = {"a": "leg A", "b": "leg B", "n": "bars", "coint_pvalue": "Engle–Granger p",
@@ -29,7 +33,7 @@ class CorrelationView(Viewer):
     ``on_select(a, b)`` is called when the user clicks a scanner row.
     """
 
-    timeframe = param.Selector(default="1s", objects=["1s"])
+    timeframe: param.Selector[str] = param.Selector(default="1s", objects=["1s"])
     window = param.Integer(default=60, bounds=(2, 100_000), label="Window (returns)")
     lookback = param.Integer(default=1_000, bounds=(10, None), label="Scanner lookback (bars)")
 
@@ -123,6 +127,6 @@ class CorrelationView(Viewer):
         self.table.value = result.rename(columns=_SCAN_LABELS)
         self.scan_note.object = f"{len(result)} pairs · {tf} bars · last {lookback} bars"
 
-    def _on_row(self, event: object) -> None:
+    def _on_row(self, event: CellClickEvent) -> None:
         row = self.table.value.iloc[event.row]
         self._on_select(str(row[_SCAN_LABELS["a"]]), str(row[_SCAN_LABELS["b"]]))

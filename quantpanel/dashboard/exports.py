@@ -50,4 +50,6 @@ def downloads(frame: Callable[[], pd.DataFrame], stem: str, what: str, *, css: s
 
 def rename(buttons: list[pn.widgets.FileDownload], stem: str) -> None:
     for b in buttons:
-        b.filename = stem + b.filename[b.filename.rindex("."):]
+        old = b.filename
+        assert old is not None  # downloads() names every button
+        b.filename = stem + old[old.rindex("."):]

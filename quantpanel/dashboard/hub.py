@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 import pandas as pd
@@ -24,10 +25,16 @@ from quantpanel.alerts.engine import Alert
 from quantpanel.alerts.rules import Rule
 from quantpanel.analytics import HedgeResult
 from quantpanel.config import Config
+from quantpanel.errors import ReplayError, StoreError
 from quantpanel.models import Bar
 from quantpanel.pipeline.bars import BarUpdate
 from quantpanel.pipeline.pairs import PairPoint, PairSpec
+from quantpanel.pipeline.replay_controls import ReplayControls
+from quantpanel.pipeline.rulebook import RuleBook
 from quantpanel.pipeline.runtime import Runtime, Status
+from quantpanel.pipeline.stored import StoredData
+from quantpanel.storage.importer import ImportResult
+from quantpanel.storage.ohlc import OhlcSeries
 
 __all__ = ["Hub", "Delta", "SeriesDelta", "get_hub"]
 
@@ -110,19 +117,23 @@ class Hub:
         return self.runtime.config
 
     def _attach(self, rt: Runtime) -> None:
-        for key, bars in rt.history.items():
+        for key, bars in rt.ingestion.history.items():
             s = self._get(key)
             s.log.extend([b for b in bars if b.closed])
             s.forming = next((b for b in reversed(bars) if not b.closed), None)
-        assert rt.pipeline is not None
-        rt.pipeline.updates.sink(self.apply)
+        pipeline = rt.ingestion.pipeline
+        pipeline.updates.sink(self.apply)
         rt.on_rebuilt(self.rebuilt)
-        rt.pipeline.pair_points.sink(self._apply_pairs)
-        if rt.alerting is not None:
-            self._alerts = _Log(self.config.alerts.log_rows)
-            self._alerts.extend(rt.recent_alerts(self.config.alerts.log_rows))
-            rt.alerting.alerts.sink(self._alerts.extend)
-            self.rules_version += 1
+        pipeline.pair_points.sink(self._apply_pairs)
+        self._alerts = _Log(self.config.alerts.log_rows)
+        self._alerts.extend(rt.rules.recent_alerts(self.config.alerts.log_rows))
+        rt.rules.alerting.alerts.sink(self._alerts.extend)
+        self.rules_version += 1
+
+    @property
+    def started(self) -> bool:
+        """The runtime is running: live series, pairs and rules exist."""
+        return self.runtime.started.is_set()
 
     def _get(self, key: tuple[str, str]) -> _Series:
         s = self._series.get(key)
@@ -151,7 +162,7 @@ class Hub:
         for key, new in by_key.items():
             s = self._series.get(key)
             if s is not None:
-                changed |= s.log.rewrite(lambda b, new=new: new.get(b.time, b))
+                changed |= s.log.rewrite(partial(_rebuilt, new))
         if changed:
             self._wake_all()
 
@@ -205,26 +216,65 @@ class Hub:
         s = self._series.get((symbol, timeframe))
         return s.log.seq if s else 0
 
+    # -- the database (reads block: call them from a worker thread) ------------------------------
+    @property
+    def db_ready(self) -> bool:
+        """The run's database is open: stored series can be read and uploads stored."""
+        return self.runtime.db_path is not None
+
+    def _stored(self) -> StoredData:
+        if not self.db_ready:
+            raise StoreError("the runtime has not started yet: no database to read or store into")
+        return self.runtime.stored
+
     def load_closes(self, symbols: list[str], timeframe: str, *, last: int | None = None) -> pd.DataFrame:
-        """All stored closes (not just the buffered bars) for backtests and scans. Blocking:
-        call it from a worker thread."""
-        return self.runtime.load_closes(symbols, timeframe, last=last)
+        """All stored closes (not just the buffered bars) for backtests and scans. Blocking."""
+        return self._stored().load_closes(symbols, timeframe, last=last)
 
     def load_bars(self, symbols: list[str], timeframe: str) -> dict[str, list[Bar]]:
-        """All stored closed bars (imported OHLC series included). Blocking: a worker thread."""
-        return self.runtime.load_bars(symbols, timeframe)
+        """All stored closed bars (imported OHLC series included). Blocking."""
+        return self._stored().load_bars(symbols, timeframe)
 
     def stored_series(self) -> tuple[list[str], list[tuple[str, str]]]:
         """(symbols with trades, (symbol, timeframe) series cached or imported). Blocking."""
-        return self.runtime.stored_series()
+        return self._stored().stored_series() if self.db_ready else ([], [])
+
+    def ohlc_series(self) -> list[tuple[str, str, int, int, int]]:
+        """(symbol, timeframe, bars, first, last) of every uploaded series. Blocking."""
+        return self._stored().ohlc_series() if self.db_ready else []
+
+    def read_ohlc(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        """One uploaded series as a frame (time and bar columns). Blocking."""
+        return self._stored().read_ohlc(symbol, timeframe)
+
+    async def store_ohlc(self, series: list[OhlcSeries]) -> int:
+        """Store validated OHLC series in one transaction, through the writer."""
+        return await self._stored().store_ohlc(series)
+
+    async def import_trades(self, name: str, data: bytes,
+                            progress: Callable[[int, int], None] | None = None) -> ImportResult:
+        """Store an uploaded trades file, all or nothing, through the writer."""
+        return await self._stored().import_trades(name, data, progress)
+
+    @property
+    def replay(self) -> ReplayControls:
+        """The shared replay controls (a ``ReplayError`` on the live feed or before start)."""
+        if not self.started:
+            raise ReplayError("the runtime has not started yet: nothing to replay")
+        return self.runtime.replay
+
+    @property
+    def replaying(self) -> bool:
+        """The runtime replays from the local exchange (its controls act)."""
+        return self.started and self.runtime.replay.exchange is not None
 
     # -- pairs ---------------------------------------------------------------------------------
     def watch_pair(self, spec: PairSpec) -> None:
         """Compute ``spec`` live from now on, warmed up on the bars the hub holds."""
-        if spec in self._pairs or self.runtime.pipeline is None:
+        if spec in self._pairs or not self.started:
             return
         history = self.closed_bars(spec.a, spec.timeframe) + self.closed_bars(spec.b, spec.timeframe)
-        points = self.runtime.pipeline.pairs.watch(spec, history)
+        points = self.runtime.ingestion.pipeline.pairs.watch(spec, history)
         log_ = self._pairs[spec] = _Log(self.buffer_bars)
         log_.extend(points)
 
@@ -243,7 +293,7 @@ class Hub:
         return Delta(items, log_.seq, reset)
 
     def pair_hedge(self, spec: PairSpec) -> HedgeResult | None:
-        st = self.runtime.pipeline.pairs.state(spec) if self.runtime.pipeline else None
+        st = self.runtime.ingestion.pipeline.pairs.state(spec) if self.started else None
         return st.hedge if st else None
 
     # -- alerts --------------------------------------------------------------------------------
@@ -264,23 +314,33 @@ class Hub:
 
     def rules_status(self) -> list[tuple[Rule, str | None]]:
         """Every rule, by id, with why it is inactive (None: active)."""
-        a = self.runtime.alerting
-        return a.all_rules() if a else []
+        return self.runtime.rules.alerting.all_rules() if self.started else []
+
+    def _rules(self) -> RuleBook:
+        if not self.started:
+            raise StoreError("the runtime has not started yet: rules cannot be changed")
+        return self.runtime.rules
 
     async def save_rule(self, rule: Rule) -> Rule:
-        saved = await self.runtime.save_rule(rule)
+        saved = await self._rules().save(rule)
         self.rules_version += 1
         return saved
 
     async def delete_rule(self, rule_id: int) -> None:
-        await self.runtime.delete_rule(rule_id)
+        await self._rules().delete(rule_id)
         self.rules_version += 1
 
     def status(self) -> Status:
         return self.runtime.status()
 
 
+def _rebuilt(new: dict[int, Bar], b: Bar) -> Bar:
+    """``b``, or the bar a rebuild made for its time."""
+    return new.get(b.time, b)
+
+
 _HUB: Hub | None = None
+_START: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
 _LOCK = threading.Lock()
 
 
@@ -290,13 +350,13 @@ def get_hub(config: Config, *, source: str | None = None) -> Hub:
     The runtime task starts with a fresh ``contextvars.Context``: started from inside a session it
     would otherwise inherit that session's curdoc and make HoloViews spin in every other session.
     """
-    global _HUB
+    global _HUB, _START
     with _LOCK:
         if _HUB is None:
             runtime = Runtime(config, source=source)
             _HUB = Hub(runtime, config.dashboard.buffer_bars)
             loop = asyncio.get_event_loop()
-            loop.create_task(_start(runtime), context=contextvars.Context())
+            _START = loop.create_task(_start(runtime), context=contextvars.Context())
         return _HUB
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +18,12 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from quantpanel.dashboard.hub import Hub
-from quantpanel.dashboard.notebook import candles, pair_series, spread, zscore
-from quantpanel.dashboard.plots import candle_frame
-from quantpanel.errors import QuantPanelError
 from quantpanel.analytics import align, ols_hedge
-from quantpanel.storage.ohlc import OHLC_TIMEFRAMES, parse_ohlc_csv, read_file_bytes
+from quantpanel.analytics.series import pair_series
+from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.plots import candle_frame, candles_chart, spread_chart, zscore_chart
+from quantpanel.errors import QuantPanelError
+from quantpanel.storage.ohlc import OHLC_TIMEFRAMES, OhlcSeries, parse_ohlc_csv, read_file_bytes
 
 __all__ = ["OfflineView", "BUNDLED_PAIRS"]
 
@@ -42,9 +43,9 @@ def _day(ms: int) -> str:
 class OfflineView(Viewer):
     """Upload, the uploaded series, candles of one, spread and z-score of two."""
 
-    series = param.Selector(default=None, objects=[], label="Series")
-    leg_a = param.Selector(default=None, objects=[], label="Pair leg A (y)")
-    leg_b = param.Selector(default=None, objects=[], label="Pair leg B (x)")
+    series: param.Selector[str | None] = param.Selector(default=None, objects=[], label="Series")
+    leg_a: param.Selector[str | None] = param.Selector(default=None, objects=[], label="Pair leg A (y)")
+    leg_b: param.Selector[str | None] = param.Selector(default=None, objects=[], label="Pair leg B (x)")
     window = param.Integer(default=20, bounds=(2, 10_000), label="z window (bars)")
 
     def __init__(self, hub: Hub, *, on_stored: Callable[[], None] | None = None,
@@ -82,6 +83,7 @@ class OfflineView(Viewer):
                                                       css_classes=["qp-trades-progress"])
         self.trades_message = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-trades-message"])
         self.uploads = 0
+        self._pending: dict[str, asyncio.Future[None]] = {}
         self.loaded = False  # the stored series were listed (once the runtime has its database)
         bundled = ([pn.pane.Markdown("#### Try it on bundled real data — one click stores the pair and "
                                      "shows its analytics below"),
@@ -112,10 +114,9 @@ class OfflineView(Viewer):
 
     async def load(self) -> None:
         """Refresh the list of uploaded series from the store (on start and after an upload)."""
-        rt = self._hub.runtime
-        if rt.db_path is None:
+        if not self._hub.db_ready:
             return
-        rows = await asyncio.to_thread(rt.ohlc_series)
+        rows = await asyncio.to_thread(self._hub.ohlc_series)
         self.loaded = True
         self.table.value = pd.DataFrame([(s, tf, n, _day(a), _day(b)) for s, tf, n, a, b in rows],
                                         columns=["symbol", "timeframe", "bars", "first", "last"])
@@ -138,6 +139,7 @@ class OfflineView(Viewer):
         if stored:
             self.uploads += 1
             self.series = f"{stored[-1][0]} {stored[-1][1]}"
+            await self._settled()
 
     async def _store(self, files: list[tuple[str, Callable[[], bytes]]], label: str = "",
                      ) -> list[tuple[str, str, int]]:
@@ -145,17 +147,17 @@ class OfflineView(Viewer):
         cap = int(self._hub.config.storage.max_upload_mb * 2**20)
         self.ok.visible = self.error.visible = False
 
-        def work() -> list[tuple[str, str, int]]:
-            series = [s for name, read in files for s in parse_ohlc_csv(read(), name=name, max_bytes=cap)]
-            self._hub.runtime.store_ohlc(series)
-            return [(s.symbol, s.timeframe, len(s.frame)) for s in series]
+        def parse() -> list[OhlcSeries]:
+            return [s for name, read in files for s in parse_ohlc_csv(read(), name=name, max_bytes=cap)]
 
         try:
-            stored = await asyncio.to_thread(work)
+            series = await asyncio.to_thread(parse)
+            await self._hub.store_ohlc(series)
         except QuantPanelError as exc:
             self.error.object = f"**Not imported** — {exc}"
             self.error.visible = True
             return []
+        stored = [(s.symbol, s.timeframe, len(s.frame)) for s in series]
         source = label or " and ".join(name for name, _ in files)
         for s, tf, _ in stored:
             self._labels[f"{s} {tf}"] = label
@@ -174,13 +176,14 @@ class OfflineView(Viewer):
         cap = int(self._hub.config.storage.max_upload_mb * 2**20)
         self.bundled_button.loading = True
         try:
-            stored = await self._store([(p.name, lambda p=p: read_file_bytes(p, max_bytes=cap))
+            stored = await self._store([(p.name, partial(read_file_bytes, p, max_bytes=cap))
                                         for p in self.bundled[label]], label)
         finally:
             self.bundled_button.loading = False
         if len(stored) == 2:
             (a, tf, _), (b, _, _) = stored
             self.param.update(series=f"{a} {tf}", leg_a=f"{a} {tf}", leg_b=f"{b} {tf}")
+            await self._settled()
 
     def _on_open_pair(self, _event: object = None) -> None:
         if self._open_pair is not None and self.leg_a and self.leg_b and self.leg_a != self.leg_b:
@@ -196,7 +199,7 @@ class OfflineView(Viewer):
         done = {"rows": 0, "total": 1}
         self.trades_message.visible = False
         self.trades_progress.param.update(value=0, visible=True)
-        task = asyncio.ensure_future(self._hub.runtime.import_trades(
+        task = asyncio.ensure_future(self._hub.import_trades(
             name, data, lambda n, total: done.update(rows=n, total=total)))
         while not task.done():
             await asyncio.wait([task], timeout=0.2)
@@ -215,21 +218,38 @@ class OfflineView(Viewer):
                    f"{res.stored:,} new, {res.read - res.stored:,} already stored",
             alert_type="success", visible=True)
 
+    # The charts read the store: in a worker thread, so no session's loop waits on disk.
     @param.depends("series", watch=True)
-    def _show_series(self) -> None:
-        if not self.series:
-            return
-        sym, tf = self.series.split(" ")
-        df = self._hub.runtime.read_ohlc(sym, tf)
-        label = self._labels.get(self.series) or "uploaded"
-        self.chart.objects = [pn.pane.HoloViews(
-            candles(candle_frame(df, OHLC_TIMEFRAMES[tf]), title=f"{sym} {tf} ({label})"),
-            sizing_mode="stretch_width", linked_axes=False)]
+    def _on_series(self) -> None:
+        self._pending["series"] = asyncio.ensure_future(self.show_series())
 
     @param.depends("leg_a", "leg_b", "window", watch=True)
-    def _show_pair(self) -> None:
+    def _on_legs(self) -> None:
+        self._pending["pair"] = asyncio.ensure_future(self.show_pair())
+
+    async def _settled(self) -> None:
+        """Wait for the charts the last change of series or legs started."""
+        await asyncio.gather(*self._pending.values())
+
+    async def show_series(self) -> None:
+        """Candles of the chosen series."""
+        if not self.series:
+            return
+        name = self.series
+        sym, tf = name.split(" ")
+        df = await asyncio.to_thread(self._hub.read_ohlc, sym, tf)
+        if name != self.series:  # changed meanwhile: that change draws its own
+            return
+        label = self._labels.get(name) or "uploaded"
+        self.chart.objects = [pn.pane.HoloViews(
+            candles_chart(candle_frame(df, OHLC_TIMEFRAMES[tf]), title=f"{sym} {tf} ({label})"),
+            sizing_mode="stretch_width", linked_axes=False)]
+
+    async def show_pair(self) -> None:
+        """Spread and z-score of leg A against leg B, with the OLS hedge."""
         self.pair_summary.object = ""
         self.open_pair_button.disabled = True
+        legs = (self.leg_a, self.leg_b, self.window)
         if not self.leg_a or not self.leg_b or self.leg_a == self.leg_b:
             self.pair_chart.objects = [pn.pane.Markdown("*Upload two series and pick them as leg A and B.*")]
             return
@@ -237,7 +257,10 @@ class OfflineView(Viewer):
         if tfa != tfb:
             self.pair_chart.objects = [pn.pane.Markdown(f"*{a} is {tfa} and {b} is {tfb}: pick one timeframe.*")]
             return
-        closes = [self._hub.runtime.read_ohlc(s, tfa).set_index("time")["close"] for s in (a, b)]
+        frames = await asyncio.gather(*(asyncio.to_thread(self._hub.read_ohlc, s, tfa) for s in (a, b)))
+        if legs != (self.leg_a, self.leg_b, self.window):
+            return
+        closes = [f.set_index("time")["close"] for f in frames]
         try:
             series = pair_series(closes[0], closes[1], window=self.window)
             hedge = ols_hedge(*align(closes[0], closes[1]))
@@ -248,5 +271,5 @@ class OfflineView(Viewer):
         self.pair_summary.object = (f"**{a}** (y) vs **{b}** (x), {tfa}: {len(series):,} aligned bars · OLS β "
                                     f"{hedge.beta:.4g} · R² {hedge.r2:.3f} · last z {z:.2f}")
         self.open_pair_button.disabled = False
-        self.pair_chart.objects = [pn.pane.HoloViews((spread(series) + zscore(series)).cols(1),
+        self.pair_chart.objects = [pn.pane.HoloViews((spread_chart(series) + zscore_chart(series)).cols(1),
                                                      sizing_mode="stretch_width", linked_axes=False)]

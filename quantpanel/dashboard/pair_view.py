@@ -16,10 +16,9 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from quantpanel.analytics import HedgeResult, PairReport, align, ols_hedge, pair_report, price_stats
+from quantpanel.analytics import HedgeResult, PairReport, align, ols_hedge, pair_report, pair_series, price_stats
 from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
-from quantpanel.dashboard.notebook import pair_series
 from quantpanel.dashboard.plots import (
     PAIR_FRAME_COLUMNS,
     alert_markers,
@@ -61,9 +60,10 @@ def _fmt(v: object) -> str:
 class PairView(Viewer):
     """Pick leg A (y) and leg B (x); charts update on every closed bar through Buffer streams."""
 
-    a = param.Selector(default=None, objects=[], label="Leg A (y)")
-    b = param.Selector(default=None, objects=[], label="Leg B (x)")
-    timeframe = param.Selector(default="1s", objects=["1s"])
+    # legs: None only until __init__ sets them
+    a: param.Selector[str] = param.Selector(default=None, objects=[], label="Leg A (y)")
+    b: param.Selector[str] = param.Selector(default=None, objects=[], label="Leg B (x)")
+    timeframe: param.Selector[str] = param.Selector(default="1s", objects=["1s"])
     window = param.Integer(default=60, bounds=(2, 5_000), label="Window (bars)")
     lookback = param.Integer(default=0, bounds=(0, None), label="OLS lookback (bars, 0 = all)")
     entry = param.Number(default=2.0, bounds=(0, None), label="Entry |z|")
@@ -116,7 +116,8 @@ class PairView(Viewer):
         self.last_report: PairReport | None = None
         self.downloads = downloads(self.series_export, "pair", "pair series", css="qp-pair-download")
         self._name_downloads()
-        controls = pn.FlexBox(*(pn.widgets.Select.from_param(self.param[p], width=130) for p in ("a", "b", "timeframe")),
+        controls = pn.FlexBox(*(pn.widgets.Select.from_param(self.param[p], width=130)
+                                for p in ("a", "b", "timeframe")),
                           pn.widgets.IntInput.from_param(self.param.window, width=110),
                           pn.widgets.IntInput.from_param(self.param.lookback, width=190),
                           pn.widgets.FloatInput.from_param(self.param.entry, width=90, step=0.1),
@@ -125,7 +126,8 @@ class PairView(Viewer):
             controls, self.error, pn.FlexBox(self.beta_card, self.r2_card, self.z_card, *self.downloads),
             self.chart,
             pn.pane.Markdown("#### Legs over the window"), self.stats,
-            pn.FlexBox(self.run_button, pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
+            pn.FlexBox(self.run_button,
+                       pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
             self.verdict, self.tests, sizing_mode="stretch_width", name="Pair")
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -154,7 +156,7 @@ class PairView(Viewer):
 
     async def load_series(self) -> None:
         """Offer the stored series (at session start, after an import)."""
-        if self._hub.runtime.db_path is None:
+        if not self._hub.db_ready:
             return
         self.offer_series(*await asyncio.to_thread(self._hub.stored_series))
 

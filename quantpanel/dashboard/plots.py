@@ -11,25 +11,32 @@ time on every refresh (a fifth of a chart's refresh cost with pandas' Arrow stri
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  registers the Bokeh backend's options
+import holoviews.plotting.bokeh  # registers the Bokeh backend's options
 import numpy as np
 import pandas as pd
 
-from quantpanel.models import Bar
+from quantpanel.models import BAR_COLUMNS, Bar
+
+if TYPE_CHECKING:  # for annotations only: this module of pure frame -> element functions stays light
+    from quantpanel.alerts.engine import Alert
+    from quantpanel.analytics.backtest import SweepResult
+    from quantpanel.pipeline.pairs import PairPoint
 
 # Select Bokeh without hv.extension(), which would also emit notebook output on import.
 hv.Store.set_current_backend("bokeh")
 
-__all__ = ["bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume", "live", "live_candles", "BAR_COLUMNS", "BAR_FRAME_COLUMNS", "pair_frame",
-           "spread_curve", "zscore_curve", "corr_curve", "thresholds", "betas", "equity_frame",
-           "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap", "corr_frame", "empty_corr_frame", "corr_heatmap"]
+__all__ = ["BAR_COLUMNS", "BAR_FRAME_COLUMNS", "bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume",
+           "live", "live_candles", "candles_chart", "pair_frame", "spread_curve", "zscore_curve", "corr_curve",
+           "thresholds", "betas", "spread_chart", "zscore_chart", "corr_chart", "betas_chart", "equity_frame",
+           "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap",
+           "corr_frame", "empty_corr_frame", "corr_heatmap", "heatmap_chart"]
 
 UP, DOWN = "#26a69a", "#ef5350"
 _SIDE_COLOURS = {"cmap": [DOWN, UP], "clim": (0, 1)}  # side 0 down, 1 up
 _TIME = hv.Dimension("t0", label="time (UTC)")
-BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume")
 BAR_FRAME_COLUMNS = (*BAR_COLUMNS, "t0", "t1", "body_lo", "body_hi", "zero", "side")  # + candle geometry
 _TIME_COLUMNS = ("time", "t0", "t1")
 
@@ -106,11 +113,18 @@ def live_candles(stream: hv.streams.Stream, *, title: str) -> hv.Layout:
     return (live(price, stream) + live(vol, stream)).cols(1)
 
 
+def candles_chart(bars_df: pd.DataFrame, *, title: str = "") -> hv.Layout:
+    """Candlesticks over volume, sized as on the Market tab (a static frame: notebooks, Offline)."""
+    price = candles(bars_df).opts(height=300, responsive=True, xaxis=None, title=title, ylabel="price")
+    vol = volume(bars_df).opts(height=140, responsive=True)
+    return (price + vol).cols(1).opts(shared_axes=True)
+
+
 # -- pair analytics -------------------------------------------------------------------------------
 PAIR_FRAME_COLUMNS = ("time", "spread", "zscore", "corr", "beta", "alpha", "kalman_beta", "kalman_z")
 
 
-def pair_frame(points: Sequence[object]) -> pd.DataFrame:
+def pair_frame(points: Sequence[PairPoint]) -> pd.DataFrame:
     """PairPoints as a DataFrame (NaN where a statistic is undefined)."""
     cols = {c: np.array([getattr(p, c) for p in points], dtype="float64") for c in PAIR_FRAME_COLUMNS[1:]}
     t = np.array([p.time for p in points], dtype="int64")
@@ -144,6 +158,25 @@ def thresholds(entry: float, exit: float) -> hv.Overlay:
     return hv.Overlay(lines)
 
 
+def spread_chart(series: pd.DataFrame) -> hv.Curve:
+    """The spread of a ``pair_series`` frame, sized as on the Pair tab."""
+    return spread_curve(series).opts(responsive=True, height=220, title="spread")
+
+
+def zscore_chart(series: pd.DataFrame, *, entry: float = 2.0, exit: float = 0.0) -> hv.Overlay:
+    """The rolling z-score with ±entry and ±exit lines."""
+    return (zscore_curve(series) * thresholds(entry, exit)).opts(responsive=True, height=220,
+                                                                 title="rolling z-score")
+
+
+def corr_chart(series: pd.DataFrame) -> hv.Curve:
+    return corr_curve(series).opts(responsive=True, height=220, title="rolling correlation")
+
+
+def betas_chart(series: pd.DataFrame) -> hv.Overlay:
+    return betas(series).opts(responsive=True, height=220, title="OLS vs Kalman hedge ratio")
+
+
 # -- backtest, sweep, correlation -----------------------------------------------------------------
 def equity_frame(times: pd.DatetimeIndex, equity: np.ndarray, *, max_points: int = 5_000) -> pd.DataFrame:
     """Equity and drawdown per bar, thinned to at most ~``max_points`` rows for the browser.
@@ -173,7 +206,7 @@ def drawdown_area(data: pd.DataFrame) -> hv.Area:
 SWEEP_METRICS = ("total_pnl", "sharpe", "max_drawdown", "n_trades")
 
 
-def sweep_frame(result: object) -> pd.DataFrame:
+def sweep_frame(result: SweepResult) -> pd.DataFrame:
     """A SweepResult in long form: one row per (entry, exit) cell."""
     e, x = np.meshgrid(result.entries, result.exits, indexing="ij")
     return pd.DataFrame({"entry": e.ravel(), "exit": x.ravel(),
@@ -206,7 +239,12 @@ def corr_heatmap(data: pd.DataFrame) -> hv.Overlay:
     return heat * labels
 
 
-def markers_frame(alerts: Sequence[object]) -> pd.DataFrame:
+def heatmap_chart(matrix: pd.DataFrame) -> hv.Overlay:
+    """A correlation matrix as the Correlation tab's heatmap, sized for a page."""
+    return corr_heatmap(corr_frame(matrix)).opts(hv.opts.HeatMap(responsive=True, height=380))
+
+
+def markers_frame(alerts: Sequence[Alert]) -> pd.DataFrame:
     """Alerts as points (time, value, rule) for the chart of their metric."""
     t = np.array([a.time for a in alerts], dtype="int64")
     return pd.DataFrame({"time": pd.to_datetime(t, unit="ms").astype("datetime64[ns]"),

@@ -7,7 +7,8 @@ so every open session sees the change; each session's controls follow the shared
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 
 import panel as pn
 from panel.viewable import Viewer
@@ -27,7 +28,11 @@ def utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).replace(tzinfo=None)
 
 
-def _ms(dt: datetime) -> int:
+def _ms(dt: date) -> int:
+    """A datetime input's value (naive UTC) as epoch ms. Its parameter also admits a plain date,
+    which these inputs never hold."""
+    if not isinstance(dt, datetime):
+        raise TypeError(f"expected a datetime, got {dt!r}")
     return int(dt.replace(tzinfo=UTC).timestamp() * 1000)
 
 
@@ -73,43 +78,44 @@ class ReplayView(Viewer):
     def _say(self, text: str, kind: str = "info") -> None:
         self.message.param.update(object=text, alert_type=kind, visible=True)
 
-    def _act(self, action: object, *args: object) -> bool:
+    def _act(self, action: Callable[[], object]) -> bool:
         try:
-            action(*args)  # type: ignore[operator]
+            action()
         except QuantPanelError as exc:
             self._say(str(exc), "danger")
             return False
         return True
 
     def _toggle(self, event: object) -> None:
-        rt = self._hub.runtime
-        if rt.status().paused:
-            self._act(rt.resume_replay)
+        hub = self._hub
+        if hub.status().paused:
+            self._act(lambda: hub.replay.resume())
         else:
-            self._act(rt.pause_replay)
-        self.pull(rt.status())
+            self._act(lambda: hub.replay.pause())
+        self.pull(hub.status())
 
     def _on_speed(self, event: object) -> None:
-        if self._hub.runtime.status().speed != SPEEDS[self.speed.value]:
-            self._act(self._hub.runtime.set_replay_speed, SPEEDS[self.speed.value])
+        speed = SPEEDS[self.speed.value]
+        if self._hub.status().speed != speed:
+            self._act(lambda: self._hub.replay.set_speed(speed))
 
     def _on_jump(self, event: object) -> None:
         if self.jump_to.value is None:
             self._say("Pick a time to jump to.", "danger")
-        elif self._act(self._hub.runtime.jump_replay, _ms(self.jump_to.value)):
+        elif self._act(lambda: self._hub.replay.jump(_ms(self.jump_to.value))):
             self._say(f"Jumped to {self.jump_to.value:%Y-%m-%d %H:%M:%S} UTC.")
 
     async def load(self) -> None:
         """List what is stored (when the tab is first shown)."""
-        rt = self._hub.runtime
-        if rt.exchange is None:
+        if not self._hub.replaying:
             self.loaded = True
             for w in (self.pause, self.speed, self.jump, self.play):
                 w.disabled = True
             self._say("Replay controls work when the server replays (source: replay, or auto with "
                       "Binance unreachable); this server is on the live feed.", "warning")
             return
-        spans = await asyncio.to_thread(rt.stored_spans)
+        replay = self._hub.replay
+        spans = await asyncio.to_thread(replay.stored_spans)
         self.loaded = True
         self._spans = {s: (a, b, n) for s, a, b, n in spans}
         self.symbols.options = list(self._spans)
@@ -120,7 +126,7 @@ class ReplayView(Viewer):
             self.end.value = utc(max(b for _, _, b, _ in spans))
         self.stored.object = "\n".join(f"- **{s}**: {n:,} ticks, {utc(a):{_FMT}} → {utc(b):{_FMT}} UTC"
                                        for s, a, b, n in spans) or "*Nothing stored yet.*"
-        first, _ = rt.replay_range()
+        first, _ = replay.time_range()
         if self.jump_to.value is None:
             self.jump_to.value = utc(first)
 
@@ -130,7 +136,7 @@ class ReplayView(Viewer):
             return
         symbols, start, end = list(self.symbols.value), _ms(self.start.value), _ms(self.end.value)
         try:
-            n = await asyncio.to_thread(self._hub.runtime.replay_stored, symbols, start, end)
+            n = await asyncio.to_thread(self._hub.replay.replay_stored, symbols, start, end)
         except QuantPanelError as exc:
             self._say(str(exc), "danger")
             return

@@ -4,15 +4,47 @@ text), kept in one place: an upgrade that changes them breaks here, not across t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import panel as pn
 import param
+from bokeh.document import Document
 from panel.io.document import hold
 from panel.io.state import set_curdoc
 
-__all__ = ["LivePush", "show_live"]
+__all__ = ["LivePush", "show_live", "session_doc", "every", "one_message"]
+
+
+def session_doc() -> Document | None:
+    """The document of the served session being built, None elsewhere (a notebook, a test)."""
+    doc = pn.state.curdoc
+    return doc if doc is not None and doc.session_context is not None else None
+
+
+def every(period_ms: int, fn: Callable[[], None], doc: Document | None = None) -> object:
+    """Call ``fn`` every ``period_ms`` in ``doc`` (default: the current session's), as that
+    session; the handle stops with the session (or ``.stop()`` for Panel's fallback).
+
+    In a served session this is Bokeh's own periodic callback: Panel's would also flip the page's
+    busy indicator twice per call (two more model updates sent, for background work).
+    """
+    doc = doc or session_doc()
+    if doc is None:
+        return pn.state.add_periodic_callback(fn, period=period_ms)
+
+    def periodic() -> None:
+        with set_curdoc(doc):
+            fn()
+    return doc.add_periodic_callback(periodic, period_ms)
+
+
+@contextmanager
+def one_message(doc: Document | None = None) -> Iterator[None]:
+    """Send every model change made inside as one websocket message (Panel's ``hold``)."""
+    with hold(doc or pn.state.curdoc):
+        yield
 
 
 class LivePush:
@@ -57,7 +89,7 @@ class LivePush:
             return
         self.last = time.monotonic()
         self.pulls += 1
-        with set_curdoc(self.doc), hold(self.doc):  # one websocket message per pull
+        with set_curdoc(self.doc), one_message(self.doc):
             self.pull()
 
 

@@ -22,6 +22,7 @@ from panel.viewable import Viewer
 from quantpanel.analytics import align
 from quantpanel.analytics.backtest import (
     BacktestResult,
+    BetaMode,
     SweepResult,
     backtest,
     pair_signal,
@@ -54,7 +55,7 @@ class StrategyRun:
     timeframe: str
     window: int
     lookback: int
-    beta_mode: str
+    beta_mode: BetaMode
     stop: float | None
     fee_bps: float
     slippage_bps: float
@@ -73,8 +74,8 @@ class _Inputs:
 class StrategyView(Viewer):
     """Backtest controls, metric cards, equity and drawdown, trades table, CSV export, sweep."""
 
-    beta_mode = param.Selector(default="ols", objects={"static OLS β, rolling z": "ols",
-                                                       "Kalman β_t, Kalman z": "kalman"}, label="Signal")
+    beta_mode: param.Selector[BetaMode] = param.Selector(
+        default="ols", objects={"static OLS β, rolling z": "ols", "Kalman β_t, Kalman z": "kalman"}, label="Signal")
     stop = param.Number(default=0.0, bounds=(0, None), label="Stop |z| (0 = none)")
     fee_bps = param.Number(default=4.0, bounds=(0, None), label="Fee (bps per leg)")
     slippage_bps = param.Number(default=0.0, bounds=(0, None), label="Slippage (bps per leg)")
@@ -99,7 +100,8 @@ class StrategyView(Viewer):
         chart_opts = {"responsive": True, "height": 200, "show_grid": True, "tools": ["hover"],
                       "framewise": True}
         self._equity_pane = pn.pane.HoloViews(
-            (hv.DynamicMap(equity_curve, streams=[self.equity]).opts(title="equity (cumulative P&L, net of costs)", **chart_opts)
+            (hv.DynamicMap(equity_curve, streams=[self.equity]).opts(title="equity (cumulative P&L, net of costs)",
+                                                                     **chart_opts)
              + hv.DynamicMap(drawdown_area, streams=[self.equity]).opts(title="drawdown", **chart_opts)).cols(1),
             sizing_mode="stretch_width", linked_axes=False, css_classes=["qp-equity"])
         self.grid = hv.streams.Pipe(data=pd.DataFrame(columns=["entry", "exit", "total_pnl", "sharpe",

@@ -23,8 +23,8 @@ HoloViews draws it from there when the chart is shown. Exports read the same Buf
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import holoviews as hv
@@ -161,11 +161,12 @@ def _plan(leaf: Any) -> dict[str, tuple[str, ...]] | None:
         outs = [_via_holoviews(leaf, probe) for probe in probes]
     except Exception:  # a probe HoloViews cannot draw: no plan, the HoloViews path stays correct
         return None
-    if any(out is None for out in outs):
+    drawn = [out for out in outs if out is not None]
+    if len(drawn) < len(outs):
         return None
     plan: dict[str, tuple[str, ...]] = {}
-    for key in outs[0]:
-        a, b = (_matching(out[key], probe) for out, probe in zip(outs, probes))
+    for key in drawn[0]:
+        a, b = (_matching(out[key], probe) for out, probe in zip(drawn, probes, strict=True))
         if a is None or b is None:
             return None
         if a == b:
@@ -248,9 +249,9 @@ def _follow(root: Any) -> None:
             axes = _AXES[leaf] = _axes(leaf)
         data = _shown(leaf)
         for rng, cols, pad, is_time in axes:
-            parts = [cache[k] if (k := (id(data), c)) in cache else cache.setdefault(k, _span(data, c))
+            found = [cache[k] if (k := (id(data), c)) in cache else cache.setdefault(k, _span(data, c))
                      for c in cols]
-            parts = [p for p in parts if p is not None]
+            parts = [p for p in found if p is not None]
             if parts:
                 spans.setdefault(id(rng), (rng, [], pad, is_time))[1].append(
                     (min(p[0] for p in parts), max(p[1] for p in parts)))

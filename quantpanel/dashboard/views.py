@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from functools import cached_property
 from html import escape
+from typing import ClassVar
 
 import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
-from panel.io.document import hold
-from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
 from quantpanel.dashboard.alerts_view import AlertsView
@@ -22,10 +21,10 @@ from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, empty_bars_frame, live_candles
 from quantpanel.dashboard.replay_view import ReplayView, replay_clock
-from quantpanel.dashboard.session import LivePush, show_live
+from quantpanel.dashboard.session import LivePush, every, one_message, session_doc, show_live
 from quantpanel.dashboard.strategy_view import StrategyView
 from quantpanel.dashboard.streaming import LiveChart
-from quantpanel.models import timeframe_ms
+from quantpanel.models import Bar, timeframe_ms
 from quantpanel.pipeline.runtime import Status
 
 __all__ = ["SymbolView", "StatusStrip", "SourceBanner", "Dashboard"]
@@ -97,7 +96,7 @@ class SymbolView(Viewer):
         self._update_cards(d.forming, all_cards=True)
         return len(d.closed)
 
-    def _update_cards(self, forming: object, *, all_cards: bool) -> None:
+    def _update_cards(self, forming: Bar | None, *, all_cards: bool) -> None:
         data = self.buffer.data
         last = forming.close if forming is not None else (
             float(data["close"].iloc[-1]) if len(data) else None)
@@ -123,7 +122,7 @@ class SourceBanner(Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         return self._alert
 
-    def show(self, status: Status) -> None:
+    def refresh(self, status: Status) -> None:
         if status.source == "REPLAY":
             kind = "SIMULATED data" if status.simulated else "REAL recorded data"
             text = (f"**REPLAY** — Binance is not connected; replaying {kind}: "
@@ -146,7 +145,7 @@ class StatusStrip(Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         return self._html
 
-    def show(self, status: Status, *, load: int = 1, sessions: int = 0, chart_s: float = 1.0) -> None:
+    def refresh(self, status: Status, *, load: int = 1, sessions: int = 0, chart_s: float = 1.0) -> None:
         """``load`` > 1: this server sheds load (``sessions`` watching), so this session's
         charts refresh every ``chart_s`` × ``load`` seconds: say so, never fall behind silently."""
         colour = {"LIVE": "#2e7d32", "REPLAY": "#ef6c00"}.get(status.source, "#616161")
@@ -175,7 +174,7 @@ class Dashboard(Viewer):
     """The page of one session: controls, source banner, status strip and one view per symbol."""
 
     symbols = param.ListSelector(default=[])
-    timeframe = param.Selector(default="1s", objects=["1s"])
+    timeframe: param.Selector[str] = param.Selector(default="1s", objects=["1s"])
 
     def __init__(self, hub: Hub, **params: object) -> None:
         cfg = hub.config
@@ -196,7 +195,7 @@ class Dashboard(Viewer):
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
         )
-        self._callback = None
+        self._callback: object | None = None  # every()'s handle, once started
         self._live: LivePush | None = None
         self._last_charts = 0.0
         self._pulls = 0
@@ -204,12 +203,11 @@ class Dashboard(Viewer):
         market = pn.Column(pn.Row(*self.bar_downloads), self._charts, sizing_mode="stretch_width")
         # The Pair, Backtest, Correlation and Offline views are built when first shown (or used):
         # opening a session builds only what it shows.
-        self._slots = {i: pn.Column(sizing_mode="stretch_width") for i in self._LAZY}
-        self.tabs = pn.Tabs(("Market", market), ("Pair", self._slots[1]), ("Backtest", self._slots[2]),
-                            ("Correlation", self._slots[3]), ("Alerts", self.alerts),
-                            ("Offline", self._slots[5]), ("Replay", self.replay),
+        self._slots = {name: pn.Column(sizing_mode="stretch_width") for name in self._LAZY}
+        built = {"Market": market, "Alerts": self.alerts, "Replay": self.replay}
+        self.tabs = pn.Tabs(*((name, built.get(name) or self._slots[name]) for name in self.TABS),
                             dynamic=True, sizing_mode="stretch_width")
-        self.tabs.param.watch(lambda e: self._show_tab(e.new), "active")
+        self.tabs.param.watch(lambda e: self._tab_shown(self.TABS[e.new]), "active")
         self._layout = pn.Column(self.banner, self.status, self.replay.bar, self.tabs,
                                  sizing_mode="stretch_width")
 
@@ -220,7 +218,19 @@ class Dashboard(Viewer):
     def controls(self) -> pn.viewable.Viewable:
         return self._controls
 
-    _LAZY = {1: "pair", 2: "strategy", 3: "correlation", 5: "offline"}  # tab -> view
+    TABS = ("Market", "Pair", "Backtest", "Correlation", "Alerts", "Offline", "Replay")
+    _LAZY: ClassVar[dict[str, str]] = {"Pair": "pair", "Backtest": "strategy", "Correlation": "correlation",
+                                       "Offline": "offline"}
+
+    @property
+    def tab(self) -> str:
+        """The name of the tab shown."""
+        return self.TABS[self.tabs.active]
+
+    def show_tab(self, tab: str) -> None:
+        """Show the tab named ``tab`` (one of ``TABS``). Not ``show``: that is Panel's, which
+        serves the view in a new server."""
+        self.tabs.active = self.TABS.index(tab)
 
     @cached_property
     def pair(self) -> PairView:
@@ -247,7 +257,7 @@ class Dashboard(Viewer):
         if self._built("pair"):
             pn.state.execute(self.pair.load_series)
 
-    def _show_tab(self, tab: int) -> None:
+    def _tab_shown(self, tab: str) -> None:
         name = self._LAZY.get(tab)
         if name is not None and not self._slots[tab].objects:
             self._slots[tab].objects = [getattr(self, name)]
@@ -286,8 +296,8 @@ class Dashboard(Viewer):
             if missing:  # only then: a new options list re-sends every picker of the tab
                 sel.objects = [*sel.objects, *missing]
         self.pair.param.update(a=a, b=b, **({"timeframe": timeframe} if timeframe else {}))
-        shown = self.tabs.active != 1 and self._callback is not None  # showing the tab pulls
-        self.tabs.active = 1
+        shown = self.tab != "Pair" and self._callback is not None  # showing the tab pulls
+        self.show_tab("Pair")
         if not shown:
             self.pull()
 
@@ -297,62 +307,54 @@ class Dashboard(Viewer):
         if self._callback is None:
             self.pull()
             cfg = self._hub.config.dashboard
-            doc = pn.state.curdoc
-            if doc is not None and doc.session_context is not None:
-                # Bokeh's own periodic callback: Panel's would also flip the page's busy
-                # indicator twice per pull (two more model updates sent, for background work)
-                def periodic() -> None:
-                    with set_curdoc(doc):
-                        self.pull()
-                self._callback = doc.add_periodic_callback(periodic, cfg.push_interval_ms)
-            else:
-                self._callback = pn.state.add_periodic_callback(self.pull, period=cfg.push_interval_ms)
-            if cfg.live_push_ms and doc is not None and doc.session_context is not None:
+            doc = session_doc()
+            self._callback = every(cfg.push_interval_ms, self.pull, doc)
+            if cfg.live_push_ms and doc is not None:
                 self._live = LivePush(doc, self.pull_live, cfg.live_push_ms / 1000, self._hub.load)
                 self._live.unsubscribe = self._hub.subscribe(self._live.wake)
 
     def pull_live(self) -> None:
         """The visible tab's live charts and cards only: what a new tick changes."""
-        tab = self.tabs.active
+        tab = self.tab
         # Live charts (and the slower cards) redraw at most every `chart_refresh_ms`, times the
         # load beyond full-rate sessions; the last price stays live.
         now = time.monotonic()
         due = now - self._last_charts >= self._hub.config.dashboard.chart_refresh_ms / 1000 * self._hub.load()
-        if tab == 0:
+        if tab == "Market":
             views = list(self._views.values())
             charts = due and any(v.behind() for v in views)
             for view in views:  # a chart update is a data-source patch: no model-graph change
                 view.pull(charts=charts, cards=due)
             if due:
                 self._last_charts = now
-        elif tab == 1 and due and self.pair.pull():
+        elif tab == "Pair" and due and self.pair.pull():
             self._last_charts = now
 
     def pull(self) -> None:
-        with hold(pn.state.curdoc):  # one websocket message per pull
+        with one_message():
             self._pull()
 
     def _pull(self) -> None:
         started = time.perf_counter()
         status = self._hub.status()
-        self.banner.show(status)
+        self.banner.refresh(status)
         cfg = self._hub.config.dashboard
-        self.status.show(status, load=self._hub.load(), sessions=self._hub.sessions_subscribed,
+        self.status.refresh(status, load=self._hub.load(), sessions=self._hub.sessions_subscribed,
                          chart_s=cfg.chart_refresh_ms / 1000)
         self.replay.pull(status)
         self.alerts.pull()  # toasts in every tab
         # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
         # with a single update when it is shown.
         self.pull_live()
-        tab = self.tabs.active
-        if self._built("pair") and not self.pair.series_loaded and self._hub.runtime.db_path is not None:
+        tab = self.tab
+        if self._built("pair") and not self.pair.series_loaded and self._hub.db_ready:
             self.pair.series_loaded = True  # once: later imports offer theirs as they are stored
             pn.state.execute(self.pair.load_series)
-        if tab == 3:
+        if tab == "Correlation":
             self.correlation.pull()
-        elif tab == 5 and not self.offline.loaded:
+        elif tab == "Offline" and not self.offline.loaded:
             pn.state.execute(self.offline.load)
-        elif tab == 6 and not self.replay.loaded:
+        elif tab == "Replay" and not self.replay.loaded:
             pn.state.execute(self.replay.load)
         self._pulls += 1
         self.last_pull_s = time.perf_counter() - started

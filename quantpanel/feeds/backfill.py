@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from quantpanel.errors import FrameError
+from quantpanel.feeds.binance_futures import AGG_TRADES_MAX_LIMIT
 from quantpanel.feeds.gaps import Gap, Sequencer
 from quantpanel.feeds.rest import RestClient
 from quantpanel.models import Tick, TickBatch
@@ -192,8 +193,9 @@ class Backfill:
         nxt = gap.first
         short = 0
         while nxt <= (last := self._upper(fill)):
-            page = await self.rest.agg_trades(gap.symbol, nxt, min(1000, last - nxt + 1))
-            full = len(page) >= min(1000, last - nxt + 1)
+            want = min(AGG_TRADES_MAX_LIMIT, last - nxt + 1)
+            page = await self.rest.agg_trades(gap.symbol, nxt, want)
+            full = len(page) >= want
             page = [t for t in page if nxt <= t.agg_id <= last]
             run = _consecutive(page, nxt)
             if run:

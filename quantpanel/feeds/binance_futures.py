@@ -1,4 +1,7 @@
-"""Binance USD-M Futures: stream names, URLs and the pure frame parser.
+"""Binance USD-M Futures: every fact of the protocol quantpanel speaks, in one module, so the feed
+client and the local exchange cannot disagree. Stream names and URLs, control messages and their
+replies, the aggTrade frame (parsed and rendered), ``GET /fapi/v1/aggTrades`` (path, parameters,
+weight, rows) and the one aggTrade validator.
 
 Parsing is separate from the connection so recorded frames replay through exactly this code.
 A combined-stream aggTrade frame, trimmed::
@@ -8,7 +11,7 @@ A combined-stream aggTrade frame, trimmed::
      "m":false}}
 
 ``agg_trade_tick`` is the one aggTrade validator: the live stream (``parse_frame``), REST backfill
-(``rest.parse_agg_trades``) and recorded captures (``recording.read_capture``) all go through it, so
+(``parse_agg_trades``) and recorded captures (``trade_files.read_capture``) all go through it, so
 a value refused on one path is refused on every path. ``nq`` (quantity without RPI fills, newer
 frames only) is validated but not kept: bars use ``q``, which includes RPI fills, so bars built
 live match bars built from historical dumps, which have no ``nq``.
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
 
@@ -27,15 +31,59 @@ from quantpanel.errors import FrameError
 from quantpanel.models import Tick
 
 __all__ = [
+    "AGG_TRADES_DEFAULT_LIMIT",
+    "AGG_TRADES_MAX_LIMIT",
+    "AGG_TRADES_PATH",
+    "AGG_TRADES_WEIGHT",
+    "USED_WEIGHT_HEADER",
+    "WEIGHT_LIMIT_1M",
+    "AggTradesQuery",
+    "ControlMethod",
+    "RecordedTrade",
+    "agg_trade_row",
     "agg_trade_stream",
     "agg_trade_tick",
+    "agg_trades_query",
+    "agg_trades_url",
+    "answer_control",
     "combined_stream_url",
-    "parse_frame",
-    "symbol_of_stream",
     "control_message",
+    "parse_agg_trades",
+    "parse_frame",
+    "render_agg_trade",
+    "streams_of_path",
+    "symbol_of_stream",
 ]
 
+AGG_TRADES_PATH = "/fapi/v1/aggTrades"
+AGG_TRADES_WEIGHT = 20  # the request weight of one aggTrades call
+AGG_TRADES_DEFAULT_LIMIT = 500
+AGG_TRADES_MAX_LIMIT = 1000
+WEIGHT_LIMIT_1M = 2400  # the default REQUEST_WEIGHT limit per minute and IP
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"  # on every REST answer: weight used this UTC minute
+_ROUTE_PREFIXES = ("market", "public", "private")  # /market/stream?... is /stream?... too
 
+#: The control requests a stream connection takes.
+ControlMethod = Literal["SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTrade:
+    """One aggTrade as Binance reports it, price and quantity as its exact strings so a replay is
+    byte-identical (``buyer_maker`` None: the recording does not say, as NDJSON ticks don't)."""
+
+    symbol: str
+    time: int
+    agg_id: int
+    first_id: int
+    last_id: int
+    price: str
+    qty: str
+    buyer_maker: bool | None
+    event_time: int
+
+
+# -- streams -----------------------------------------------------------------------------------
 def agg_trade_stream(symbol: str) -> str:
     """``BTCUSDT`` -> ``btcusdt@aggTrade`` (Binance stream names are lower case)."""
     return f"{symbol.lower()}@aggTrade"
@@ -56,7 +104,22 @@ def combined_stream_url(base: str, symbols: Iterable[str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, f"streams={streams}", ""))
 
 
-def control_message(method: str, streams: list[str], request_id: int) -> bytes:
+def streams_of_path(path: str) -> set[str] | None:
+    """The streams a connection path asks for: ``/stream?streams=a/b`` or ``/ws/a/b``, with or
+    without a route prefix such as ``/market``; None when the path is not a stream endpoint."""
+    parts = urlsplit(path)
+    segs = [s for s in parts.path.split("/") if s]
+    if segs and segs[0] in _ROUTE_PREFIXES:
+        segs = segs[1:]
+    if segs[:1] == ["stream"] and len(segs) == 1:
+        raw = parse_qs(parts.query).get("streams", [""])[0]
+        return {s for s in raw.split("/") if s}
+    if segs[:1] == ["ws"]:
+        return {s for seg in segs[1:] for s in seg.split("/") if s}
+    return None
+
+
+def control_message(method: ControlMethod, streams: list[str], request_id: int) -> bytes:
     """A SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS request as Binance expects it."""
     msg: dict[str, object] = {"method": method, "id": request_id}
     if method != "LIST_SUBSCRIPTIONS":
@@ -64,6 +127,115 @@ def control_message(method: str, streams: list[str], request_id: int) -> bytes:
     return orjson.dumps(msg)
 
 
+def answer_control(streams: set[str], message: str | bytes) -> str:
+    """Binance's reply to one control request on a connection subscribed to ``streams``, which a
+    SUBSCRIBE or UNSUBSCRIBE changes in place; errors in Binance's shapes and codes."""
+    try:
+        req = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return '{"error":{"code":3,"msg":"Invalid JSON: expected value at line 1 column 1"}}'
+    if not isinstance(req, dict):
+        return '{"error":{"code":2,"msg":"Invalid request"}}'
+    rid = req.get("id")
+    if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0:
+        return _reply({"error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"},
+                       "id": None})
+    method = req.get("method")
+    params = req.get("params", [])
+    if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            return _reply({"error": {"code": 1, "msg": "Invalid value type: expected Array of Strings"}, "id": rid})
+        if method == "SUBSCRIBE":
+            streams.update(params)
+        else:
+            streams.difference_update(params)
+        return _reply({"result": None, "id": rid})
+    if method == "LIST_SUBSCRIPTIONS":
+        return _reply({"result": sorted(streams), "id": rid})
+    return _reply({"error": {"code": 0, "msg": f"Unknown property {method!r}"}, "id": rid})
+
+
+def _reply(msg: dict[str, object]) -> str:
+    return orjson.dumps(msg).decode()
+
+
+_SIDE = {True: ',"m":true', False: ',"m":false', None: ""}  # None: a recording without sides
+
+
+def render_agg_trade(t: RecordedTrade, dt: int, da: int) -> str:
+    """The exact combined-stream frame Binance sends for one aggTrade, shifted by dt ms / da ids.
+
+    A trade of unknown side (NDJSON ticks) has no ``m`` at all: the parser reads that as unknown,
+    where any made-up value would be a lie the bars would count as buy volume or not.
+    """
+    return (
+        f'{{"stream":"{agg_trade_stream(t.symbol)}","data":{{"e":"aggTrade","E":{t.event_time + dt},'
+        f'"a":{t.agg_id + da},"s":"{t.symbol}","p":"{t.price}","q":"{t.qty}",'
+        f'"f":{t.first_id + da},"l":{t.last_id + da},"T":{t.time + dt}{_SIDE[t.buyer_maker]}}}}}'
+    )
+
+
+# -- REST: GET /fapi/v1/aggTrades ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AggTradesQuery:
+    """The parameters of one aggTrades request."""
+
+    symbol: str
+    from_id: int | None
+    limit: int
+
+
+def agg_trades_url(base: str, symbol: str, from_id: int, limit: int) -> str:
+    """The URL of up to ``limit`` (capped at 1000) trades of ``symbol`` with ``a >= from_id``."""
+    query = urlencode({"symbol": symbol, "fromId": from_id, "limit": min(limit, AGG_TRADES_MAX_LIMIT)})
+    return f"{base.rstrip('/')}{AGG_TRADES_PATH}?{query}"
+
+
+def agg_trades_query(query: str) -> AggTradesQuery:
+    """An aggTrades request's query string read as Binance reads it (``symbol`` upper-cased,
+    ``limit`` defaulted and capped); ValueError when ``symbol`` is missing or a number is bad."""
+    q = parse_qs(query)
+    try:
+        symbol = q["symbol"][0].upper()
+        limit = min(int(q.get("limit", [str(AGG_TRADES_DEFAULT_LIMIT)])[0]), AGG_TRADES_MAX_LIMIT)
+        from_id = int(q["fromId"][0]) if "fromId" in q else None
+    except (KeyError, ValueError, IndexError):
+        raise ValueError(f"bad aggTrades query {query!r}") from None
+    return AggTradesQuery(symbol, from_id, limit)
+
+
+def agg_trade_row(t: RecordedTrade, dt: int, da: int) -> dict[str, object]:
+    """One aggTrades response row, shifted by dt ms / da ids (no ``m`` when the side is unknown)."""
+    row: dict[str, object] = {"a": t.agg_id + da, "p": t.price, "q": t.qty, "f": t.first_id + da,
+                              "l": t.last_id + da, "T": t.time + dt}
+    if t.buyer_maker is not None:
+        row["m"] = t.buyer_maker
+    return row
+
+
+def parse_agg_trades(symbol: str, body: bytes) -> list[Tick]:
+    """An aggTrades response body as ticks, every row checked by the stream's own validator
+    (``agg_trade_tick``), so backfill accepts exactly what the live path accepts; FrameError names
+    the symbol, the row and what is wrong."""
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"aggTrades response is not JSON: {exc}") from None
+    if not isinstance(rows, list):
+        raise FrameError(f"aggTrades response is not a list: {body[:200]!r}")
+    ticks: list[Tick] = []
+    for i, row in enumerate(rows):
+        if row.__class__ is not dict:
+            raise FrameError(
+                f"aggTrades response for {symbol}: row {i} is {type(row).__name__}, not an object")
+        try:
+            ticks.append(agg_trade_tick(row, symbol))
+        except FrameError as exc:
+            raise FrameError(f"aggTrades response for {symbol}, row {i}: {exc}") from None
+    return ticks
+
+
+# -- parsing -----------------------------------------------------------------------------------
 _INF = math.inf
 _NAN = math.nan
 _new_tick = tuple.__new__  # a Tick from its fields without NamedTuple's keyword handling: the hot path

@@ -8,6 +8,7 @@ malformed frame is logged, counted and dropped without touching the rest of the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -21,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from quantpanel.errors import FrameError
 from quantpanel.feeds.binance_futures import (
+    ControlMethod,
     agg_trade_stream,
     combined_stream_url,
     control_message,
@@ -137,10 +139,8 @@ class FeedConnection:
                 delay *= random.uniform(0.5, 1.0)
                 self.stats.state = "backoff"
                 log.info("feed reconnecting in %.2f s (attempt %d)", delay, attempt)
-                try:  # sleep, but wake at once on stop()
+                with contextlib.suppress(TimeoutError):  # sleep, but wake at once on stop()
                     await asyncio.wait_for(self._stopped.wait(), delay)
-                except TimeoutError:
-                    pass
         finally:
             flusher.cancel()
             self._flush()
@@ -170,7 +170,7 @@ class FeedConnection:
         result = await self._request("LIST_SUBSCRIPTIONS", [], timeout)
         return list(result) if isinstance(result, list) else []
 
-    async def _request(self, method: str, streams: list[str], timeout: float) -> object:
+    async def _request(self, method: ControlMethod, streams: list[str], timeout: float) -> object:
         if self._ws is None:
             raise ConnectionError(f"{method}: feed is not connected")
         rid, self._next_id = self._next_id, self._next_id + 1
@@ -183,8 +183,11 @@ class FeedConnection:
             self._replies.pop(rid, None)
 
     # -- streaming -----------------------------------------------------------------------------
+    async def _connect(self, url: str) -> ClientConnection:
+        return await connect(url, open_timeout=self.connect_timeout, max_size=2**20, close_timeout=2)
+
     async def _session(self, url: str) -> None:
-        ws = await connect(url, open_timeout=self.connect_timeout, max_size=2**20, close_timeout=2)
+        ws = await self._connect(url)
         self._ws = ws
         self.stats.connects += 1
         self.stats.state = "connected"
@@ -207,17 +210,14 @@ class FeedConnection:
                 # Binance cuts a connection at 24 h: open the next one first, let both stream
                 # until the new one delivers, then close the old (the ids drop the overlap).
                 try:
-                    new = await connect(combined_stream_url(self.base_url, self.symbols),
-                                        open_timeout=self.connect_timeout, max_size=2**20, close_timeout=2)
+                    new = await self._connect(combined_stream_url(self.base_url, self.symbols))
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                     log.warning("feed rollover failed (%s); keeping the current connection", exc)
                     continue
                 first = asyncio.Event()
                 new_reader = loop.create_task(self._read(new, first))
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(first.wait(), self.connect_timeout)
-                except TimeoutError:
-                    pass
                 self.stats.rollovers += 1
                 log.info("feed rolled over to a new connection (age %.0f s)", self.max_age)
                 old, self._ws, ws = ws, new, new

@@ -1,7 +1,8 @@
 """Binance USD-M REST ``GET /fapi/v1/aggTrades``, for backfilling gaps: paging by ``fromId``,
 weight-aware (``X-MBX-USED-WEIGHT-1M``), honouring 429/418 ``Retry-After``, retrying 5xx and
 network errors with capped exponential backoff. The base URL is config, so the local exchange (or
-any Binance-compatible server) answers in tests."""
+any Binance-compatible server) answers in tests. The path, the weights and the answer's format
+are ``binance_futures``'s."""
 
 from __future__ import annotations
 
@@ -9,21 +10,23 @@ import asyncio
 import logging
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-import orjson
-
-from quantpanel.errors import FrameError
-from quantpanel.feeds.binance_futures import agg_trade_tick
+from quantpanel.feeds.binance_futures import (
+    AGG_TRADES_MAX_LIMIT,
+    AGG_TRADES_WEIGHT,
+    USED_WEIGHT_HEADER,
+    WEIGHT_LIMIT_1M,
+    agg_trades_url,
+    parse_agg_trades,
+)
 from quantpanel.models import Tick
 
-__all__ = ["RestClient", "RestStats", "AGG_TRADES_WEIGHT", "parse_agg_trades"]
+__all__ = ["RestClient", "RestStats"]
 
 log = logging.getLogger(__name__)
-AGG_TRADES_WEIGHT = 20  # Binance's request weight of /fapi/v1/aggTrades
-WEIGHT_LIMIT_1M = 2400  # Binance's default REQUEST_WEIGHT limit per minute
+_USED_WEIGHT = USED_WEIGHT_HEADER.lower()  # headers are looked up lower-cased
 
 
 @dataclass
@@ -34,28 +37,6 @@ class RestStats:
     throttled: int = 0  # 429/418 answers, and waits for the weight budget
     used_weight: int = 0  # the server's X-MBX-USED-WEIGHT-1M after the last request
     last_error: str = ""
-
-
-def parse_agg_trades(symbol: str, body: bytes) -> list[Tick]:
-    """A ``/fapi/v1/aggTrades`` response body as ticks, every row checked by the stream's own
-    validator (``agg_trade_tick``), so backfill accepts exactly what the live path accepts;
-    FrameError names the symbol, the row and what is wrong."""
-    try:
-        rows = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise FrameError(f"aggTrades response is not JSON: {exc}") from None
-    if not isinstance(rows, list):
-        raise FrameError(f"aggTrades response is not a list: {body[:200]!r}")
-    ticks: list[Tick] = []
-    for i, row in enumerate(rows):
-        if row.__class__ is not dict:
-            raise FrameError(
-                f"aggTrades response for {symbol}: row {i} is {type(row).__name__}, not an object")
-        try:
-            ticks.append(agg_trade_tick(row, symbol))
-        except FrameError as exc:
-            raise FrameError(f"aggTrades response for {symbol}, row {i}: {exc}") from None
-    return ticks
 
 
 class RestClient:
@@ -71,10 +52,9 @@ class RestClient:
         self.weight_budget = weight_limit_1m * 4 // 5  # leave a fifth for anything else on the IP
         self.stats = RestStats()
 
-    async def agg_trades(self, symbol: str, from_id: int, limit: int = 1000) -> list[Tick]:
+    async def agg_trades(self, symbol: str, from_id: int, limit: int = AGG_TRADES_MAX_LIMIT) -> list[Tick]:
         """Up to ``limit`` (≤ 1000) trades of ``symbol`` with ``a >= from_id``, oldest first."""
-        query = urllib.parse.urlencode({"symbol": symbol, "fromId": from_id, "limit": min(limit, 1000)})
-        url = f"{self.base_url}/fapi/v1/aggTrades?{query}"
+        url = agg_trades_url(self.base_url, symbol, from_id, limit)
         delay = self.backoff_initial
         for attempt in range(self.retries + 1):
             if self.stats.used_weight + AGG_TRADES_WEIGHT > self.weight_budget:
@@ -88,8 +68,8 @@ class RestClient:
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
                 status, headers, body = 0, {}, str(exc).encode()
             self.stats.requests += 1
-            if "x-mbx-used-weight-1m" in headers:
-                self.stats.used_weight = int(headers["x-mbx-used-weight-1m"])
+            if _USED_WEIGHT in headers:
+                self.stats.used_weight = int(headers[_USED_WEIGHT])
             if status == 200:
                 ticks = parse_agg_trades(symbol, body)
                 self.stats.trades += len(ticks)

@@ -19,7 +19,7 @@ __all__ = ["make_backfill"]
 
 def make_backfill(cfg: Config, emit: Callable[[TickBatch], object], writer: StoreWriter,
                   last_ids: Mapping[str, int], *, rest_url: str | None = None,
-                  on_rebuilt: Callable[[list[Bar]], None] | None = None) -> Backfill:
+                  on_rebuilt: Callable[[list[Bar]], object] | None = None) -> Backfill:
     """A Backfill fetching from ``rest_url`` (default ``feed.rest_url``; empty disables it).
 
     ``on_rebuilt(bars)`` gets the stored bars a late fill rewrote, in the writer thread."""

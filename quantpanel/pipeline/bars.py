@@ -1,8 +1,9 @@
 """The bar builder: a pure step function ``step(state, event) -> (state, update)``.
 
-Implements ANALYTICS.md "Bars" exactly: a bar covers ``[t, t + tf)`` with ``t`` a multiple of the
-timeframe since the epoch; OHLC in tick order; vwap = sum(p*q)/sum(q); buy_volume = q of ticks with
-``m`` false (NaN once a tick of unknown side is in the bar); empty intervals between a symbol's ticks are bars carrying the previous close. A bar
+Implements docs/ANALYTICS.md "Bars" exactly: a bar covers ``[t, t + tf)`` with ``t`` a multiple of
+the timeframe since the epoch; OHLC in tick order; vwap = sum(p*q)/sum(q); buy_volume = q of ticks
+with ``m`` false (NaN once a tick of unknown side is in the bar); empty intervals between a
+symbol's ticks are bars carrying the previous close. A bar
 closes when a tick at or past its end arrives, or when a ``Clock`` event says the feed's clock
 passed its end plus the grace period. Ticks at or below the highest ``agg_id`` already seen for a
 symbol are duplicates; ticks for an already closed bar are late. Both are counted and skipped.

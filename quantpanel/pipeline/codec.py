@@ -19,9 +19,9 @@ _FIELDS = Tick._fields
 
 
 def encode_batch(batch: TickBatch) -> bytes:
-    cols = list(zip(*batch.ticks)) if batch.ticks else [[] for _ in _FIELDS]
+    cols: list[tuple[object, ...]] = list(zip(*batch.ticks, strict=True)) if batch.ticks else [() for _ in _FIELDS]
     return orjson.dumps({"received_ms": batch.received_ms, "event_ms": batch.event_ms,
-                         **{f: list(c) for f, c in zip(_FIELDS, cols)}})
+                         **{f: list(c) for f, c in zip(_FIELDS, cols, strict=True)}})
 
 
 def decode_batch(data: bytes) -> TickBatch:
@@ -30,7 +30,7 @@ def decode_batch(data: bytes) -> TickBatch:
         msg = orjson.loads(data)
         cols = [msg[f] for f in _FIELDS]
         ticks = tuple(Tick(s, int(t), int(a), float(p), float(q), None if m is None else bool(m))
-                      for s, t, a, p, q, m in zip(*cols))  # None: side unknown (kept, never a buy)
+                      for s, t, a, p, q, m in zip(*cols, strict=True))  # None: side unknown (kept, never a buy)
         if any(len(c) != len(ticks) for c in cols):
             raise ValueError("columns of different lengths")
         return TickBatch(ticks, int(msg["received_ms"]), int(msg["event_ms"]))

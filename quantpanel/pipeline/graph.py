@@ -11,6 +11,8 @@ topic, ``quantpanel.pipeline.codec``), and ``sink`` any output stream to another
 
 from __future__ import annotations
 
+from typing import cast
+
 from streamz import Stream
 
 from quantpanel.models import TickBatch
@@ -43,4 +45,4 @@ class Pipeline:
 
     @property
     def bar_state(self) -> BarState:
-        return self._bars_node.state
+        return cast(BarState, self._bars_node.state)  # streamz is untyped

@@ -1,7 +1,8 @@
 """Bars over stored history: cached closed bars plus the tail rebuilt from ticks.
 
-One path serves warm-up, ``quantpanel bars``, the analytics readers and crash recovery: whatever the ``bars`` cache lacks
-after its last closed bar (a crash, an import) is rebuilt from the ticks by the same builder.
+One path serves warm-up, ``quantpanel bars``, the analytics readers and crash recovery: whatever the
+``bars`` cache lacks after its last closed bar (a crash, an import) is rebuilt from the ticks by the
+same builder.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from quantpanel.errors import SeriesNotFoundError
+from quantpanel.errors import ConfigError, SeriesNotFoundError
 from quantpanel.models import TIMEFRAMES, Bar, timeframe_ms
 from quantpanel.pipeline.bars import BarState, Clock, SeriesState, build_bars, initial_state, step
 from quantpanel.storage.store import Store
 
-__all__ = ["load_bars", "load_closes", "stored_series", "require_series", "warm_start", "rebuild_bars", "rebuild_bars_since", "WarmStart"]
+__all__ = ["load_bars", "load_closes", "pair_closes", "stored_series", "require_series", "warm_start", "rebuild_bars",
+           "rebuild_bars_since", "WarmStart"]
 
 
 def _series_bars(
@@ -110,6 +112,23 @@ def load_closes(
         cols[sym] = pd.Series([b.close for b in bars], dtype="float64",
                               index=pd.to_datetime([b.time for b in bars], unit="ms").astype("datetime64[ns]"))
     return pd.DataFrame(cols).sort_index()
+
+
+def pair_closes(store: Store, a: str, b: str, timeframe: str, start: int | None = None,
+                end: int | None = None, *, grace_ms: int = 250) -> tuple[pd.Series, pd.Series]:
+    """Closes of both legs' closed bars, inner-joined on bar time (docs/ANALYTICS.md pair inputs):
+    the one reader of a stored pair, so every pair analytic counts the same aligned bars.
+
+    A pair of one symbol with itself, or a leg the database has no bars of, is an error."""
+    # imported here, not above, so ``record`` and ``import`` never load statsmodels
+    from quantpanel.analytics import align
+
+    if a == b:
+        raise ConfigError(f"--pair {a} {b}: a pair needs two different symbols")
+    for leg in (a, b):
+        require_series(store, leg, timeframe)
+    closes = load_closes(store, [a, b], timeframe, start, end, grace_ms=grace_ms)
+    return align(closes[a].dropna(), closes[b].dropna())
 
 
 def stored_series(store: Store) -> tuple[list[str], list[tuple[str, str]]]:

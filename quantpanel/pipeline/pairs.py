@@ -74,7 +74,7 @@ class _Tape:
     amortised and a step costs O(window), not O(history).
     """
 
-    __slots__ = ("t", "y", "x", "n")
+    __slots__ = ("n", "t", "x", "y")
 
     def __init__(self, capacity: int) -> None:
         self.t = np.empty(capacity, dtype="int64")
@@ -82,7 +82,7 @@ class _Tape:
         self.x = np.empty(capacity)
         self.n = 0
 
-    def copy_from(self, other: "_Tape", start: int, end: int) -> int:
+    def copy_from(self, other: _Tape, start: int, end: int) -> int:
         k = end - start
         self.t[:k], self.y[:k], self.x[:k] = other.t[start:end], other.y[start:end], other.x[start:end]
         self.n = k
@@ -163,7 +163,7 @@ def pair_step(state: PairState, bars: Iterable[Bar]) -> tuple[PairState, list[Pa
     spec = state.spec
     pending = {spec.a: dict(state.pending.get(spec.a, {})), spec.b: dict(state.pending.get(spec.b, {}))}
     new: list[tuple[int, float, float]] = []
-    last_t = int(state.tape.t[state.end - 1]) if state.end > state.start else -1
+    last_t = int(state.tape.t[state.end - 1]) if state.tape is not None and state.end > state.start else -1
     for bar in bars:
         if bar.timeframe != spec.timeframe or bar.symbol not in pending or not bar.closed:
             continue
@@ -186,7 +186,7 @@ def pair_step(state: PairState, bars: Iterable[Bar]) -> tuple[PairState, list[Pa
     st = replace(state, pending=pending)
     points: list[PairPoint] = []
     for t, y, x in new:
-        if st.end > st.start and t <= st.tape.t[st.end - 1]:
+        if st.tape is not None and st.end > st.start and t <= st.tape.t[st.end - 1]:
             continue
         tape, start, end = _append(st, t, y, x)
         kal, kp = kalman_step(st.kalman or kalman_initial(delta=spec.kalman_delta, ve=spec.kalman_ve), y, x)
@@ -217,9 +217,6 @@ class PairRegistry:
         while len(self._states) > self.max_specs:
             self._states.popitem(last=False)
         return points
-
-    def specs(self) -> list[PairSpec]:
-        return list(self._states)
 
     def state(self, spec: PairSpec) -> PairState | None:
         return self._states.get(spec)

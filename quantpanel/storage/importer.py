@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantpanel.feeds.recording import looks_like_tick_ndjson, read_trades, to_tick
 from quantpanel.errors import ImportFileError
+from quantpanel.feeds.recording import to_tick
+from quantpanel.feeds.trade_files import looks_like_tick_ndjson, read_trades
 from quantpanel.models import Tick
 from quantpanel.storage.store import Store
 

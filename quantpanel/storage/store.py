@@ -15,13 +15,12 @@ from pathlib import Path
 
 from quantpanel.alerts.engine import ALERT_COLUMNS
 from quantpanel.errors import StoreError
-from quantpanel.models import Bar, Tick
+from quantpanel.models import BAR_COLUMNS, Bar, Tick
 
-__all__ = ["Store", "BAR_COLUMNS", "OHLC_BAR_COLUMNS", "ALERT_COLUMNS"]
+__all__ = ["Store", "OHLC_BAR_COLUMNS", "ALERT_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "buy_volume")
 OHLC_BAR_COLUMNS = BAR_COLUMNS  # an imported series stores the same fields, NULL where unknown
 
 _SCHEMA = """
@@ -240,10 +239,8 @@ class Store:
         if last is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT ?) ORDER BY time"
             params = (*params, last)
-        return [Bar(symbol, timeframe, *row[:8], _nan(row[8])) for row in self._db.execute(sql, params)]
-
-    def delete_bars(self, symbol: str) -> None:
-        self._write("DELETE FROM bars WHERE symbol = ?", [(symbol,)])
+        return [Bar(symbol, timeframe, t, o, h, lo, c, v, n, vw, _nan(bv))
+                for t, o, h, lo, c, v, n, vw, bv in self._db.execute(sql, params)]
 
     def replace_bars(self, symbol: str, bars: Iterable[Bar]) -> int:
         """Swap a symbol's cached bars for ``bars`` in one transaction (a rebuild)."""
@@ -269,7 +266,8 @@ class Store:
                 if rule_id is None:
                     self._db.execute("DELETE FROM alert_rules WHERE name = ? AND deleted = 1", (name,))
                     cur = self._db.execute("INSERT INTO alert_rules (name, spec) VALUES (?, ?)", (name, spec))
-                    return int(cur.lastrowid)
+                    assert cur.lastrowid is not None  # set by the INSERT just made
+                    return cur.lastrowid
                 cur = self._db.execute("UPDATE alert_rules SET name = ?, spec = ? WHERE id = ? AND deleted = 0",
                                        (name, spec, rule_id))
                 if cur.rowcount != 1:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from quantpanel.errors import StoreError
 from quantpanel.models import Bar, Tick
@@ -18,6 +19,9 @@ __all__ = ["StoreWriter", "WriterStats"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
+#: what the thread is handed besides _STOP and a flush's Event: ("ticks" | "bars" | "alerts", rows)
+#: or ("call", (fn, future))
+_Job = tuple[str, Any]
 
 
 @dataclass
@@ -110,6 +114,7 @@ class StoreWriter:
                 bars: list[Bar] = []
                 alerts: list[tuple[object, ...]] = []
                 calls: list[tuple[Callable[[Store], object], Future[object]]] = []
+                rows: dict[str, list[Any]] = {"ticks": ticks, "bars": bars, "alerts": alerts}
                 waiters = []
                 stop = False
                 for it in items:
@@ -118,11 +123,11 @@ class StoreWriter:
                     elif isinstance(it, threading.Event):
                         waiters.append(it)
                     else:
-                        kind, payload = it  # type: ignore[misc]
+                        kind, payload = cast("_Job", it)
                         if kind == "call":
                             calls.append(payload)
                         else:
-                            {"ticks": ticks, "bars": bars, "alerts": alerts}[kind].extend(payload)
+                            rows[kind].extend(payload)
                 self._write(store, ticks, bars)
                 if alerts:
                     self._write_alerts(store, alerts)

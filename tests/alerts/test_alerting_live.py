@@ -42,15 +42,15 @@ async def replay(tmp_path, rules: list[dict], **over) -> tuple[Runtime, list[Ale
     points: dict = {}
 
     def attach(r: Runtime) -> None:
-        r.alerting.alerts.sink(got.extend)
-        r.pipeline.pair_points.sink(lambda d: [points.setdefault(k, []).extend(v) for k, v in d.items()])
+        r.rules.alerting.alerts.sink(got.extend)
+        r.ingestion.pipeline.pair_points.sink(lambda d: [points.setdefault(k, []).extend(v) for k, v in d.items()])
 
     rt.on_ready(attach)
     await rt.start()
     try:
         await wait_for(lambda: rt.status().ticks == 35_389, timeout=60)
         await asyncio.sleep(0.5)
-        await asyncio.to_thread(rt.writer.flush, 30)
+        await asyncio.to_thread(rt.ingestion.writer.flush, 30)
     finally:
         await rt.stop()
     return rt, got, points
@@ -100,7 +100,7 @@ async def test_alerts_on_the_real_replay_equal_an_independent_computation(tmp_pa
     assert [a.time for a in by_rule["z outside 1.5"]] == expected and last_closed >= expected[-1]
 
     # every alert is in the store's log, in order
-    stored = rt.recent_alerts(10_000)
+    stored = rt.rules.recent_alerts(10_000)
     assert [(a.time, a.rule) for a in stored] == [(a.time, a.rule) for a in got]
 
 
@@ -111,20 +111,20 @@ async def test_rules_and_the_alert_log_survive_a_restart_and_deleted_config_rule
     rt2 = Runtime(rt.config)
     await rt2.start()
     try:
-        rules = {r.name: r for r in rt2.alerting.rules.values()}
+        rules = {r.name: r for r in rt2.rules.alerting.rules.values()}
         assert set(rules) == {"z outside 1.5"}
-        added = await rt2.save_rule(Rule(name="btc above 1", metric="price", symbol="BTCUSDT",
+        added = await rt2.rules.save(Rule(name="btc above 1", metric="price", symbol="BTCUSDT",
                                          timeframe="1m", op=">", threshold=1.0))
-        assert added.id is not None and added.id in rt2.alerting.rules
-        await rt2.delete_rule(rules["z outside 1.5"].id)
-        assert [a.time for a in rt2.recent_alerts(10_000)][: len(got)] == [a.time for a in got]
+        assert added.id is not None and added.id in rt2.rules.alerting.rules
+        await rt2.rules.delete(rules["z outside 1.5"].id)
+        assert [a.time for a in rt2.rules.recent_alerts(10_000)][: len(got)] == [a.time for a in got]
     finally:
         await rt2.stop()
     rt3 = Runtime(rt.config)
     await rt3.start()
     try:
-        assert {r.name for r in rt3.alerting.rules.values()} == {"btc above 1"}  # not re-seeded
-        assert len(rt3.recent_alerts(10_000)) >= len(got)
+        assert {r.name for r in rt3.rules.alerting.rules.values()} == {"btc above 1"}  # not re-seeded
+        assert len(rt3.rules.recent_alerts(10_000)) >= len(got)
     finally:
         await rt3.stop()
 
@@ -134,7 +134,7 @@ async def test_the_default_rule_is_the_first_pairs_z_outside_2(tmp_path):
     rt = Runtime(cfg)
     await rt.start()
     try:
-        (rule,) = rt.alerting.rules.values()
+        (rule,) = rt.rules.alerting.rules.values()
         assert (rule.metric, rule.pair, rule.op, rule.threshold) == ("zscore", ("BTCUSDT", "ETHUSDT"), "outside", 2.0)
     finally:
         await rt.stop()
@@ -234,9 +234,9 @@ async def test_ingest_completes_at_full_rate_with_a_slow_webhook(tmp_path):
                                                      "alerts.webhook.timeout_s": 0.5,
                                                      "alerts.webhook.retries": 0})
         assert len(got) > 5
-        assert rt.writer.stats.ticks_written == 35_389  # everything stored, nothing waited
-        assert rt.webhook.stats.failed + rt.webhook.stats.sent + rt.webhook.stats.dropped \
-            + rt.webhook._q.qsize() <= len(got)
-        assert rt.webhook.stats.failed >= 1
+        assert rt.ingestion.writer.stats.ticks_written == 35_389  # everything stored, nothing waited
+        assert rt.rules.webhook.stats.failed + rt.rules.webhook.stats.sent + rt.rules.webhook.stats.dropped \
+            + rt.rules.webhook._q.qsize() <= len(got)
+        assert rt.rules.webhook.stats.failed >= 1
     finally:
         slow.close()

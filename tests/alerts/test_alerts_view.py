@@ -42,7 +42,7 @@ async def test_add_edit_mute_delete_reach_the_store_and_the_engine(hub):
     assert not view.error.visible, view.error.object
     (rule,) = hub.rules()
     assert rule.pair == ("ETHUSDT", "BTCUSDT") and rule.reset == 1.0
-    assert rule.id in hub.runtime.alerting.rules
+    assert rule.id in hub.runtime.rules.alerting.rules
     assert list(view.rules_table.value["name"]) == ["z2"]
 
     await view.add_rule()  # the same name twice
@@ -52,15 +52,15 @@ async def test_add_edit_mute_delete_reach_the_store_and_the_engine(hub):
     assert view.threshold == 2.0 and view.name_ == "z2"  # selecting loads the form
     view.threshold = 3.0
     await view.update_rule()
-    assert hub.runtime.alerting.rules[rule.id].threshold == 3.0
+    assert hub.runtime.rules.alerting.rules[rule.id].threshold == 3.0
     await view.toggle_mute()
-    assert hub.runtime.alerting.rules[rule.id].muted
+    assert hub.runtime.rules.alerting.rules[rule.id].muted
     with Store(hub.runtime.db_path) as store:
         (row,) = store.read_rules()
     assert '"muted":true' in row[2] and '"threshold":3.0' in row[2]
 
     await view.delete_rule()
-    assert hub.rules() == [] and rule.id not in hub.runtime.alerting.rules
+    assert hub.rules() == [] and rule.id not in hub.runtime.rules.alerting.rules
     assert view.rules_table.value.empty
 
 
@@ -68,7 +68,7 @@ async def test_pull_toasts_only_new_alerts_and_logs_them(hub):
     view = AlertsView(hub)
     assert view.pull() == [] and view.toasts == 0  # a fresh page: the backlog, no toasts
     alert = Alert(1_700_000_000_000, 1, "r", "zscore", "BTCUSDT/ETHUSDT", "1s", 2.5, 2.0, "zscore > 2")
-    hub.runtime.alerting.alerts.emit([alert])
+    hub.runtime.rules.alerting.alerts.emit([alert])
     assert view.pull() == [alert] and view.toasts == 1
     assert list(view.log_table.value["rule"]) == ["r"]
     csv = view.downloads[0].callback().read()
@@ -91,7 +91,7 @@ async def test_a_rule_on_a_symbol_not_ingested_is_listed_inactive_and_never_fata
         status = dict(zip(view.rules_table.value["name"], view.rules_table.value["status"], strict=True))
         assert status["sol z"].startswith("inactive: SOLUSDT not ingested")
         assert status["eth 1h"].startswith("inactive: timeframe 1h not built")
-        assert rt.alerting is not None and rt.alerting.rules == {}  # neither is evaluated
+        assert rt.rules.alerting is not None and rt.rules.alerting.rules == {}  # neither is evaluated
         with Store(rt.db_path) as store:
             assert [name for _, name, _ in store.read_rules()] == ["sol z", "eth 1h"]  # both stay stored
     finally:

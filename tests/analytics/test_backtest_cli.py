@@ -11,7 +11,7 @@ import pytest
 
 import quantpanel.analytics as qa
 from quantpanel.analytics.backtest import backtest
-from quantpanel.cli import pair_closes
+from quantpanel.pipeline.history import pair_closes
 from quantpanel.storage.store import Store
 
 from tests.analytics.test_analyze_cli import qp

@@ -16,7 +16,6 @@ from quantpanel.errors import AnalyticsInputError, InsufficientDataError
 from tests.conftest import ROOT
 
 
-
 @pytest.fixture(scope="module")
 def triple() -> pd.DataFrame:
     """Real Binance.US 1m closes of BTCUSDT, BTCUSDC and BTCUSD (first 3,000 minutes)."""

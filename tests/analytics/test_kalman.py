@@ -111,7 +111,7 @@ def exact_reference(y, x, delta, ve):
         m0 = m1 = b = Decimal(0)
         a = c = Decimal(1)
         out = []
-        for t, (yt, xt) in enumerate(zip(map(Decimal, y.tolist()), map(Decimal, x.tolist()))):
+        for t, (yt, xt) in enumerate(zip(map(Decimal, y.tolist()), map(Decimal, x.tolist()), strict=True)):
             if t:
                 a, c = a + vw, c + vw
             g0, g1 = a * xt + b, b * xt + c
@@ -177,7 +177,7 @@ def test_tends_to_ridge_and_ols_as_delta_goes_to_zero(depeg_full, futures):
 
 def steps(y, x, state):
     points = []
-    for yt, xt in zip(y, x):
+    for yt, xt in zip(y, x, strict=True):
         state, p = qa.kalman_step(state, yt, xt)
         points.append(p)
     return state, points

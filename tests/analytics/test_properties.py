@@ -85,7 +85,8 @@ def test_errors_say_what_is_needed_and_where():
         qa.ols_hedge(a, b)
     y, x = qa.align(a, b)
     assert list(y.index) == list(x.index) == list(pd.to_datetime([1, 2], unit="s"))
-    with pytest.raises(InsufficientDataError, match=r"Hurst exponent \(max_lag=100\) needs at least 102 observations, got 50"):
+    with pytest.raises(InsufficientDataError,
+                       match=r"Hurst exponent \(max_lag=100\) needs at least 102 observations, got 50"):
         qa.hurst(np.arange(50.0))
     with pytest.raises(AnalyticsInputError, match="window must be an integer >= 2, got 1"):
         qa.rolling_zscore([1.0, 2.0], window=1)

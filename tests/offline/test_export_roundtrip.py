@@ -46,10 +46,10 @@ async def test_exported_bars_and_pair_series_reimport_identically(tmp_path):
         series = parse_ohlc_csv(data, name=csv_button.filename)
         assert sorted((s.symbol, s.timeframe, len(s.frame)) for s in series) == [
             ("BTCUSDT", "1s", 300), ("ETHUSDT", "1s", 300)]
-        await asyncio.to_thread(rt.store_ohlc, series)
+        await rt.stored.store_ohlc(series)
         for s in series:
             exported = bars[bars["symbol"] == s.symbol].reset_index(drop=True)
-            stored = await asyncio.to_thread(rt.read_ohlc, s.symbol, "1s")
+            stored = await asyncio.to_thread(rt.stored.read_ohlc, s.symbol, "1s")
             assert (stored["time"].to_numpy() == exported["time"].to_numpy()).all()
             for col in ("open", "high", "low", "close", "volume"):
                 assert np.array_equal(stored[col].to_numpy(), exported[col].to_numpy()), (s.symbol, col)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from quantpanel.errors import ImportFileError
-from quantpanel.feeds.recording import file_kind, load_recording, read_tick_ndjson
+from quantpanel.feeds.recording import load_recording
+from quantpanel.feeds.trade_files import file_kind, read_tick_ndjson
 from quantpanel.models import SYNTHETIC_ID_BASE, Tick, is_synthetic_id, synthetic_agg_id
 from quantpanel.pipeline.history import rebuild_bars
 from quantpanel.pipeline.runtime import Runtime
@@ -222,11 +223,11 @@ async def test_the_offline_upload_stores_ndjson_ticks_through_the_writer(tmp_pat
     rt = Runtime(_config(tmp_path, source="replay", **{"replay.data": str(CRYPTOFEED)}))
     await rt.start()
     try:
-        res = await rt.import_trades(TICKS.name, TICKS.read_bytes())
+        res = await rt.stored.import_trades(TICKS.name, TICKS.read_bytes())
         assert (res.read, res.stored, res.synthesised) == (993, 993, list(NDJSON_SYNTHESISED))
-        res = await rt.import_trades(TICKS.name, TICKS.read_bytes())
+        res = await rt.stored.import_trades(TICKS.name, TICKS.read_bytes())
         assert (res.read, res.stored) == (993, 0)
-        await asyncio.to_thread(rt.writer.flush, 30)
+        await asyncio.to_thread(rt.ingestion.writer.flush, 30)
         with Store(rt.db_path, readonly=True) as store:
             assert store.tick_count("BTCUSDT") == 622 and store.tick_count("ETHUSDT") == 371
     finally:

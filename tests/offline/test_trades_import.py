@@ -38,7 +38,7 @@ async def test_zipped_and_plain_uploads_store_every_trade_once_with_progress(run
     btc = [t for t in usdm_ticks if t.symbol == "BTCUSDT"]  # 21,313 real trades
     n = len(btc)
     seen: list[tuple[int, int]] = []
-    res = await runtime.import_trades(f"{NAME}.zip", zipped(f"{NAME}.csv", agg_trades_csv(btc)),
+    res = await runtime.stored.import_trades(f"{NAME}.zip", zipped(f"{NAME}.csv", agg_trades_csv(btc)),
                                       lambda n, total: seen.append((n, total)))
     assert (res.read, res.stored, res.symbols) == (n, n, {"BTCUSDT"})
     assert [k for k, _ in seen] == list(range(PROGRESS_EVERY, n + 1, PROGRESS_EVERY)) and len(seen) == 2
@@ -46,7 +46,7 @@ async def test_zipped_and_plain_uploads_store_every_trade_once_with_progress(run
     with Store(runtime.db_path, readonly=True) as store:
         assert store.read_ticks("BTCUSDT") == btc
     # the same trades again (plain CSV, no header): nothing new, nothing doubled
-    res = await runtime.import_trades(f"{NAME}.csv", agg_trades_csv(btc[:5_000], header=False))
+    res = await runtime.stored.import_trades(f"{NAME}.csv", agg_trades_csv(btc[:5_000], header=False))
     assert (res.read, res.stored) == (5_000, 0) and btc_count(runtime) == n
 
 
@@ -59,19 +59,19 @@ async def test_zipped_and_plain_uploads_store_every_trade_once_with_progress(run
 ])
 async def test_bad_uploads_are_named_and_store_nothing(runtime, usdm_ticks, name, data, words):
     with pytest.raises(ImportFileError, match=words):
-        await runtime.import_trades(name, data)
+        await runtime.stored.import_trades(name, data)
     assert btc_count(runtime) == 0
 
 
 async def test_a_bad_row_rolls_back_the_whole_file_and_names_line_and_column(runtime, usdm_ticks):
     btc = [t for t in usdm_ticks if t.symbol == "BTCUSDT"][:20_000]
     good = agg_trades_csv(btc[:10_000])
-    await runtime.import_trades(f"{NAME}.csv", good)
+    await runtime.stored.import_trades(f"{NAME}.csv", good)
     lines = agg_trades_csv(btc).decode().splitlines(keepends=True)
     a, _, rest = lines[15_001].split(",", 2)
     lines[15_001] = f"{a},abc,{rest}"  # a price that is not a number
     with pytest.raises(ImportFileError, match=rf"{NAME}.csv:15002: .*column"):
-        await runtime.import_trades(f"{NAME}.zip", zipped(f"{NAME}.csv", "".join(lines).encode()))
+        await runtime.stored.import_trades(f"{NAME}.zip", zipped(f"{NAME}.csv", "".join(lines).encode()))
     assert btc_count(runtime) == 10_000  # what was stored before is untouched, nothing of the bad file
 
 
@@ -83,7 +83,7 @@ async def test_oversize_uploads_are_refused_before_anything_is_read(tmp_path, us
         big = agg_trades_csv([t for t in usdm_ticks if t.symbol == "BTCUSDT"][:1_000])
         for name, data in ((f"{NAME}.csv", big), (f"{NAME}.zip", zipped(f"{NAME}.csv", big))):
             with pytest.raises(ImportFileError, match="more than the upload cap of 10,485 bytes"):
-                await rt.import_trades(name, data)
+                await rt.stored.import_trades(name, data)
         assert btc_count(rt) == 0
     finally:
         await rt.stop()
@@ -96,14 +96,14 @@ async def test_live_ticks_keep_flowing_into_the_store_around_an_import(tmp_path,
         await wait_for(lambda: rt.status().ticks > 1000, 30)
         eth = [t for t in usdm_ticks if t.symbol == "ETHUSDT"]
         shifted = [t.__class__(t.symbol, t.time, t.agg_id + 10**9, t.price, t.qty, t.buyer_maker) for t in eth]
-        res = await rt.import_trades("ETHUSDT-aggTrades-2024-08-08.csv", agg_trades_csv(shifted))
+        res = await rt.stored.import_trades("ETHUSDT-aggTrades-2024-08-08.csv", agg_trades_csv(shifted))
         assert res.stored == len(eth)
         n = rt.status().ticks
         await wait_for(lambda: rt.status().ticks > n + 1000, 30)
-        rt.pause_replay()
+        rt.replay.pause()
         await asyncio.sleep(0.5)  # the feed's last micro-batch reaches the pipeline
-        await asyncio.to_thread(rt.writer.flush, 30)
-        assert rt.writer.stats.errors == 0
+        await asyncio.to_thread(rt.ingestion.writer.flush, 30)
+        assert rt.ingestion.writer.stats.errors == 0
         with Store(rt.db_path, readonly=True) as store:
             assert store.tick_count() == rt.status().ticks + len(eth)
     finally:

@@ -86,7 +86,7 @@ async def test_the_served_apps_runtime_survives_the_same_faults(tmp_path, usdm_r
         try:
             await asyncio.wait_for(ex.done.wait(), 150)
             await asyncio.sleep(4)
-            await wait_for(lambda: not rt.backfill.holding, 30)
+            await wait_for(lambda: not rt.ingestion.backfill.holding, 30)
             st = rt.status()
         finally:
             await rt.stop()
