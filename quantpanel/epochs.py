@@ -67,10 +67,10 @@ def epochs_to_ms(values: np.ndarray) -> tuple[np.ndarray, str]:
 
 def epoch_to_ms(value: int | float) -> int:
     """One epoch number -> ms: ``epochs_to_ms`` for row-by-row readers (pure Python, ~0.3 µs)."""
-    for name, ms in EPOCH_UNITS:
+    for _name, ms in EPOCH_UNITS:
         t = value * ms
         if _EARLIEST_MS <= t < _LATEST_MS:
-            return int(round(t)) if ms >= 1 else int(value) // round(1 / ms)
+            return round(t) if ms >= 1 else int(value) // round(1 / ms)
     raise EpochError(0, f"{value!r} is not an epoch time of 1990..2100 in seconds, milliseconds, "
                         "microseconds or nanoseconds")
 

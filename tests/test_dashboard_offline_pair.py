@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quantpanel.analytics import align, ols_hedge
+from quantpanel.analytics import align, ols_hedge, pair_series
 from quantpanel.analytics.backtest import backtest, pair_signal
 from quantpanel.config import Config
 from quantpanel.dashboard.hub import Hub
-from quantpanel.analytics import pair_series
 from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
 from quantpanel.dashboard.strategy_view import StrategyView

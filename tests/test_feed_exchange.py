@@ -138,7 +138,7 @@ async def test_exchange_speaks_binance_control_protocol_and_paths(usdm_recording
 async def _next_reply(ws) -> str:
     while True:
         msg = await ws.recv()
-        if '"id"' in msg and '"stream"' not in msg or msg.startswith('{"error"'):
+        if ('"id"' in msg and '"stream"' not in msg) or msg.startswith('{"error"'):
             return msg
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import gzip
 import sqlite3
 import zipfile
+from dataclasses import replace
 
 import pytest
 
@@ -38,9 +37,8 @@ def test_wal_mode_and_idempotent_inserts(tmp_path, usdm_ticks):
 
 
 def test_forming_bars_are_never_cached(tmp_path):
-    with Store(tmp_path / "q.db") as store:
-        with pytest.raises(ValueError, match="forming bar"):
-            store.upsert_bars([Bar("X", "1s", 0, 1, 1, 1, 1, 1, 1, 1, 0, closed=False)])
+    with Store(tmp_path / "q.db") as store, pytest.raises(ValueError, match="forming bar"):
+        store.upsert_bars([Bar("X", "1s", 0, 1, 1, 1, 1, 1, 1, 1, 0, closed=False)])
 
 
 def test_unwritable_location_is_a_clear_store_error(tmp_path):

@@ -161,7 +161,7 @@ class _Server:
         outer = self
 
         class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 outer.hits += 1
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 time.sleep(delay)

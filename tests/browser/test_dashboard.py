@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 
 from .helpers import (
-    ARTIFACTS, cds_rows, listening_ports, poll, status_strip, wait_for_growth,
-    wait_for_replay_banner, x_ranges,
+    ARTIFACTS,
+    cds_rows,
+    listening_ports,
+    poll,
+    status_strip,
+    wait_for_growth,
+    wait_for_replay_banner,
+    x_ranges,
 )
 
 pytestmark = pytest.mark.browser

@@ -3,9 +3,8 @@ Parquet, the bars CSV re-imports through the OHLC importer, and both hold what t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest

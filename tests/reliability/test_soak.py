@@ -75,6 +75,7 @@ async def test_the_served_apps_runtime_survives_the_same_faults(tmp_path, usdm_r
     running: every trade stored once, and the stored bars rebuilt where the clock closed them
     during a stall equal the fault-free bars."""
     from quantpanel.pipeline.runtime import Runtime
+
     from tests.test_pipeline import _config, wait_for
 
     faults = Faults(every=15, seed=5, stall_s=1.5, delay_s=0.2, refuse_s=0.5, rest_fail_every=9)
