@@ -80,7 +80,7 @@ class Runtime:
         self._probe: FeedConnection | None = None  # the live connection tried before the store opens
         self._probe_task: asyncio.Task[None] | None = None
         self._early: list[TickBatch] = []  # batches it delivered before the pipeline existed
-        self._tasks: list[asyncio.Task[None]] = []
+        self._clock_task: asyncio.Task[None] | None = None
         self._on_ready: list[Callable[[Runtime], None]] = []
         self._on_rebuilt: list[Callable[[list[Bar]], None]] = []
 
@@ -137,8 +137,8 @@ class Runtime:
         early, self._early = self._early, []
         for batch in early:
             ing.on_batch(batch)
-        self._tasks.append(ing.start(self._probe_task))
-        self._tasks.append(loop.create_task(self._clock(), name="clock"))
+        ing.start(self._probe_task)
+        self._clock_task = loop.create_task(self._clock(), name="clock")
         log.info("runtime started: %s, db %s", self.source_kind, db)
         self.started.set()
         for cb in self._on_ready:
@@ -146,21 +146,21 @@ class Runtime:
         self._on_ready.clear()
 
     async def stop(self) -> None:
+        if self._clock_task is not None:  # no bar closes by the clock while the writer drains
+            self._clock_task.cancel()
+            await asyncio.gather(self._clock_task, return_exceptions=True)
         if self.started.is_set():
-            await self.ingestion.feed.stop()
-            await self.ingestion.backfill.drain(10)
+            await self.ingestion.stop(drain_s=10)  # feed, backfill, writer: as `record` stops
+            self.rules.close()
         elif self._probe is not None:
             await self._probe.stop()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+            if self._probe_task is not None:
+                self._probe_task.cancel()
+                await asyncio.gather(self._probe_task, return_exceptions=True)
         if self._exchange:
             await self._exchange.stop()
-        if self._writer is not None:
+        if self._writer is not None:  # opened without a start
             self._writer.close()
-        if self.started.is_set():
-            self.rules.close()
 
     async def _try_live(self) -> bool:
         self._probe = make_feed(self.config, self.config.feed.ws_url, self._early.append)
