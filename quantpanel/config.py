@@ -17,12 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quantpanel.alerts.rules import Rule
 from quantpanel.errors import ConfigError
-from quantpanel.models import TIMEFRAMES
+from quantpanel.models import MARKET_STREAMS, TIMEFRAMES
 
-__all__ = ["Config", "alert_rules", "load_config", "DEFAULT_CONFIG_PATHS", "BINANCE_FUTURES_WS"]
+__all__ = ["Config", "alert_rules", "load_config", "DEFAULT_CONFIG_PATHS", "BINANCE_FUTURES_WS",
+           "BINANCE_FUTURES_PUBLIC_WS"]
 
 #: Binance USD-M futures combined-stream endpoint of the ``market`` route (aggTrade lives there).
 BINANCE_FUTURES_WS = "wss://fstream.binance.com/market/stream"
+#: ... and of the ``public`` route (bookTicker and depth live there, so they need a second connection).
+BINANCE_FUTURES_PUBLIC_WS = "wss://fstream.binance.com/public/stream"
 BINANCE_FUTURES_REST = "https://fapi.binance.com"
 DEFAULT_CONFIG_PATHS = ("config.yaml",)
 log = logging.getLogger(__name__)
@@ -37,7 +40,12 @@ class FeedConfig(_Section):
     """Where and how the live feed connects."""
 
     ws_url: str = BINANCE_FUTURES_WS
+    public_ws_url: str = BINANCE_FUTURES_PUBLIC_WS
     rest_url: str = BINANCE_FUTURES_REST
+    # per symbol: aggTrade, markPrice@1s and forceOrder on ws_url; bookTicker on public_ws_url
+    streams: tuple[str, ...] = ("aggTrade", "markPrice@1s", "forceOrder", "bookTicker")
+    stream_silence_s: float = Field(15.0, gt=0, le=3_600)  # a subscribed stream silent this long is reported
+    open_interest_s: float = Field(60.0, ge=0, le=86_400)  # poll GET /fapi/v1/openInterest this often; 0 = off
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
     batch_max_ticks: int = Field(500, ge=1, le=100_000)
     batch_interval_ms: int = Field(75, ge=1, le=5_000)
@@ -48,7 +56,19 @@ class FeedConfig(_Section):
     rest_weight_limit_1m: int = Field(2400, ge=20, le=1_000_000)  # the REST server's request-weight limit
     max_connection_age_s: float = Field(84_600.0, ge=0, le=86_400)  # roll over before Binance's 24 h cut
 
-    @field_validator("ws_url")
+    @field_validator("streams")
+    @classmethod
+    def _streams(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [s for s in v if s not in MARKET_STREAMS]
+        if bad:
+            raise ValueError(f"unknown stream(s) {bad}; expected some of {list(MARKET_STREAMS)}")
+        if "aggTrade" not in v:
+            raise ValueError("must include aggTrade (the trades every bar is built from)")
+        if "markPrice" in v and "markPrice@1s" in v:
+            raise ValueError("list markPrice (every 3 s) or markPrice@1s, not both")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("ws_url", "public_ws_url")
     @classmethod
     def _ws_scheme(cls, v: str) -> str:
         if not v.startswith(("ws://", "wss://")):
@@ -67,11 +87,15 @@ class ReplayConfig(_Section):
     """The local Binance-compatible exchange used offline (source ``replay``, or ``auto`` fallback)."""
 
     data: Path = Path("data/replay/binance-usdm-btcusdt-ethusdt-2024-08-08.trades.gz")
+    # real bookTicker frames of the same minutes, served on the public route (null: no quotes)
+    quotes: Path | None = Path("data/replay/binance-usdm-btcusdt-ethusdt-2024-08-08.bookticker.gz")
     label: str = (
-        "real Binance USD-M trades, BTCUSDT+ETHUSDT, 2024-08-08 23:54-00:00 UTC "
-        "(trade stream served as aggTrade; times shifted to now, looping)"
+        "real Binance USD-M trades and best bid/ask, BTCUSDT+ETHUSDT, 2024-08-08 23:54-00:00 UTC "
+        "(trade stream served as aggTrade; times shifted to now, looping); mark price, funding, "
+        "liquidations and open interest SIMULATED"
     )
-    simulated: bool = False
+    simulated: bool = False  # the trades are real; what is simulated besides them, the label says
+    funding_interval_s: int = Field(60, ge=1, le=86_400)  # simulated funding (Binance: every 8 h)
     speed: float = Field(1.0, ge=0)  # 0 = as fast as possible
     loop: bool = True
     rebase_to_now: bool = True
@@ -86,6 +110,7 @@ class StorageConfig(_Section):
     replay_db_path: Path = Path("data/replay.db")
     max_upload_mb: float = Field(50.0, gt=0, le=2048)  # OHLC / aggTrades files uploaded or imported
     bundled_ohlc_dir: Path = Path("data/ohlc")  # real OHLC files the Offline tab offers in one click
+    keep_quotes: bool = False  # store every bookTicker update too (per-bar quote statistics always are)
 
 
 class ServerConfig(_Section):
@@ -149,6 +174,8 @@ class BacktestConfig(_Section):
     stop: float | None = Field(None, gt=0)
     fee_bps: float = Field(4.0, ge=0)
     slippage_bps: float = Field(0.0, ge=0)
+    slippage_model: Literal["fixed", "half_spread"] = "fixed"  # half_spread: half the stored quoted spread
+    funding: Literal["auto", "off"] = "auto"  # auto: charged when both legs have stored funding events
 
 
 class WebhookConfig(_Section):
@@ -296,7 +323,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
 
     return cfg.model_copy(
         update={
-            "replay": cfg.replay.model_copy(update={"data": fix(cfg.replay.data)}),
+            "replay": cfg.replay.model_copy(update={
+                "data": fix(cfg.replay.data),
+                "quotes": fix(cfg.replay.quotes) if cfg.replay.quotes is not None else None}),
             "storage": cfg.storage.model_copy(
                 update={
                     "db_path": fix(cfg.storage.db_path),

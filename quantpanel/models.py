@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Tick", "TickBatch", "Bar", "BAR_COLUMNS", "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT",
+__all__ = ["Tick", "TickBatch", "Bar", "BAR_COLUMNS", "Quote", "MarkPrice", "Liquidation", "FundingEvent",
+           "OpenInterest", "QuoteBar", "MarketEvent", "MarketBatch", "MARKET_STREAMS", "TRADE_STREAM", "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT",
            "timeframe_ms", "SYNTHETIC_ID_BASE", "synthetic_agg_id", "is_synthetic_id"]
 
 #: Timeframes the bar builder makes from ticks (config ``timeframes``), length in ms; all aligned
@@ -92,3 +93,101 @@ class Bar:
     vwap: float  # NaN when the data cannot tell (an OHLC series without quote volume)
     buy_volume: float  # NaN when a tick's side is unknown, or the series has no taker volume
     closed: bool = True
+
+
+# -- futures-native market data (docs/ANALYTICS.md "Perpetual-futures funding", "Quoted spread") ----
+#: The stream kinds a feed may subscribe to per symbol (config ``feed.streams``), by Binance route:
+#: aggTrade, markPrice and forceOrder on ``/market``, bookTicker on ``/public``.
+TRADE_STREAM = "aggTrade"
+MARKET_STREAMS: dict[str, str] = {"aggTrade": "market", "markPrice@1s": "market", "markPrice": "market",
+                                  "forceOrder": "market", "bookTicker": "public"}
+
+
+class Quote(NamedTuple):
+    """Best bid/ask (Binance ``bookTicker``); ``(symbol, update_id)`` is unique."""
+
+    symbol: str
+    time: int  # transaction time T (ms)
+    update_id: int  # order book update id u
+    bid: float
+    bid_qty: float
+    ask: float
+    ask_qty: float
+
+
+class MarkPrice(NamedTuple):
+    """One ``markPriceUpdate``: mark and index price, the predicted funding rate and when it is paid."""
+
+    symbol: str
+    time: int  # event time E (ms)
+    mark: float
+    index: float
+    settle: float  # estimated settle price P (meaningful only in the last hour before delivery)
+    funding_rate: float  # r: the rate paid at next_funding (predicted until then)
+    next_funding: int  # T: the next funding time (ms)
+
+
+class Liquidation(NamedTuple):
+    """One ``forceOrder`` (Binance pushes at most one per symbol per second: an undercount)."""
+
+    symbol: str
+    time: int  # order trade time o.T (ms)
+    side: str  # "SELL": a long was liquidated; "BUY": a short
+    qty: float  # o.q original quantity
+    price: float  # o.p
+    avg_price: float  # o.ap
+    status: str  # o.X
+    last_qty: float  # o.l
+    filled_qty: float  # o.z accumulated filled quantity
+
+    @property
+    def notional(self) -> float:
+        """Quote-currency value of what was filled (average price x filled quantity)."""
+        return self.avg_price * self.filled_qty
+
+
+class FundingEvent(NamedTuple):
+    """A funding payment of ``symbol`` at ``time`` at ``rate`` (positive: longs pay shorts)."""
+
+    symbol: str
+    time: int  # funding time F (ms)
+    rate: float
+    mark: float  # the mark price at F when known, else NaN
+
+
+class OpenInterest(NamedTuple):
+    """``GET /fapi/v1/openInterest``: open contracts of ``symbol`` at ``time``."""
+
+    symbol: str
+    time: int
+    open_interest: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteBar:
+    """Quote statistics of ``[time, time + timeframe)``: the last bid/ask in it and the mean and
+    max quoted spread in bps over its ``updates`` bookTicker updates."""
+
+    symbol: str
+    timeframe: str
+    time: int
+    bid: float
+    ask: float
+    mean_spread_bps: float
+    max_spread_bps: float
+    updates: int
+
+
+#: A non-trade event of the feed.
+MarketEvent = Quote | MarkPrice | Liquidation
+
+
+@dataclass(frozen=True, slots=True)
+class MarketBatch:
+    """Non-trade events received together (the feed flushes them with its tick batches)."""
+
+    quotes: tuple[Quote, ...] = ()
+    marks: tuple[MarkPrice, ...] = ()
+    liquidations: tuple[Liquidation, ...] = ()
+    received_ms: int = 0
+    open_interest: tuple[OpenInterest, ...] = ()  # REST polls, not the feed

@@ -7,7 +7,7 @@ import pytest
 
 from quantpanel.errors import FrameError
 from quantpanel.feeds.binance_futures import combined_stream_url, control_message, parse_frame
-from quantpanel.models import Tick
+from quantpanel.models import Quote, Tick
 
 from tests.conftest import CRYPTOFEED
 
@@ -28,6 +28,10 @@ def test_every_frame_of_the_real_capture_parses_with_exact_values():
                                 float(expected["q"]), expected["m"])
             assert event_ms == expected["E"]
             kinds["aggTrade"] += 1
+        elif expected["e"] == "bookTicker":  # a Quote, through parse_frame as the feed reads it
+            assert parsed == Quote(expected["s"], expected["T"], expected["u"], float(expected["b"]),
+                                   float(expected["B"]), float(expected["a"]), float(expected["A"]))
+            kinds["bookTicker"] += 1
         else:
             assert parsed == expected["e"]
             kinds[parsed] += 1
@@ -81,8 +85,10 @@ def test_malformed_frames_raise_frame_error(frame, match):
 
 
 def test_urls_and_control_messages():
-    url = combined_stream_url("wss://fstream.binance.com/market/stream", ["BTCUSDT", "ethusdt"])
-    assert url == "wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade"
+    url = combined_stream_url("wss://fstream.binance.com/market/stream",
+                              ["btcusdt@aggTrade", "ethusdt@aggTrade", "btcusdt@markPrice@1s"])
+    assert url == ("wss://fstream.binance.com/market/stream"
+                   "?streams=btcusdt@aggTrade/ethusdt@aggTrade/btcusdt@markPrice@1s")
     assert json.loads(control_message("SUBSCRIBE", ["btcusdt@aggTrade"], 3)) == {
         "method": "SUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 3}
     assert json.loads(control_message("LIST_SUBSCRIPTIONS", [], 4)) == {

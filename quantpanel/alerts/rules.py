@@ -11,12 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from quantpanel.errors import QuantPanelError
 
 __all__ = ["Rule", "RuleError", "parse_rule", "inactive_reason", "PAIR_METRICS", "SYMBOL_METRICS", "FEED_METRICS",
-           "METRICS", "OPERATORS"]
+           "MARKET_METRICS", "METRICS", "OPERATORS"]
 
 PAIR_METRICS = ("zscore", "kalman_z", "spread", "corr")  # of a pair, on its closed bars
 SYMBOL_METRICS = ("price", "price_change_pct")  # of a symbol, on its closed bars
 FEED_METRICS = ("ticks_per_s", "feed_lag_s")  # of the feed, on health ticks (about 1 per second)
-METRICS = PAIR_METRICS + SYMBOL_METRICS + FEED_METRICS
+#: Of a symbol, on its futures-native events as they arrive: the predicted funding rate (each
+#: mark update), the quoted spread in bps (each quote), each liquidation's notional, open
+#: interest's change in % since the previous poll, and the basis against its spot twin in bps.
+MARKET_METRICS = ("funding_rate", "quoted_spread_bps", "liquidation_notional", "open_interest_change_pct",
+                  "basis_bps")
+METRICS = PAIR_METRICS + SYMBOL_METRICS + FEED_METRICS + MARKET_METRICS
 OPERATORS = (">", "<", "crosses_above", "crosses_below", "outside")
 
 
@@ -39,7 +44,8 @@ class Rule(BaseModel):
     id: int | None = None
     name: str = Field(min_length=1, max_length=120)
     metric: Literal["zscore", "kalman_z", "spread", "corr", "price", "price_change_pct",
-                    "ticks_per_s", "feed_lag_s"]
+                    "ticks_per_s", "feed_lag_s", "funding_rate", "quoted_spread_bps", "liquidation_notional",
+                    "open_interest_change_pct", "basis_bps"]
     pair: tuple[str, str] | None = None
     symbol: str | None = None
     timeframe: Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"] = "1m"  # what the bar builder makes
@@ -80,7 +86,7 @@ class Rule(BaseModel):
     def _consistent(self) -> Rule:
         if self.metric in PAIR_METRICS and self.pair is None:
             raise ValueError(f"pair: metric {self.metric} needs a pair [A, B]")
-        if self.metric in SYMBOL_METRICS and not self.symbol:
+        if self.metric in SYMBOL_METRICS + MARKET_METRICS and not self.symbol:
             raise ValueError(f"symbol: metric {self.metric} needs a symbol")
         if self.op == "outside" and self.band[0] >= self.band[1]:
             raise ValueError(f"lower: the band [{self.band[0]}, {self.threshold}] is empty")
@@ -110,7 +116,7 @@ class Rule(BaseModel):
     def describe(self) -> str:
         lo, hi = self.band
         cond = f"outside [{lo:g}, {hi:g}]" if self.op == "outside" else f"{self.op} {self.threshold:g}"
-        tf = "" if self.metric in FEED_METRICS else f" {self.timeframe}"
+        tf = "" if self.metric in FEED_METRICS + MARKET_METRICS else f" {self.timeframe}"
         return f"{self.metric} {self.subject}{tf} {cond}"
 
 
@@ -123,7 +129,7 @@ def inactive_reason(rule: Rule, symbols: Sequence[str], timeframes: Sequence[str
     missing = [s for s in (*(rule.pair or ()), rule.symbol) if s and s not in symbols]
     if missing:
         return f"{', '.join(missing)} not ingested (symbols: {', '.join(symbols)})"
-    if rule.metric not in FEED_METRICS and rule.timeframe not in timeframes:
+    if rule.metric not in FEED_METRICS + MARKET_METRICS and rule.timeframe not in timeframes:
         return f"timeframe {rule.timeframe} not built (timeframes: {', '.join(timeframes)})"
     return None
 

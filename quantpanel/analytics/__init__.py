@@ -8,6 +8,7 @@ Usable on plain pandas Series in a notebook::
     z = qa.rolling_zscore(qa.spread(y, x, beta=h.beta, alpha=h.alpha), window=60)
 """
 
+from quantpanel.analytics.funding import BarFunding, basis_bps, funding_per_bar, pair_carry, quoted_spread_bps
 from quantpanel.analytics.hedge import HedgeResult, ols_hedge
 from quantpanel.analytics.kalman import (
     KalmanPoint,
@@ -39,9 +40,10 @@ from quantpanel.analytics.stationarity import (
 from quantpanel.analytics.stats import PriceStats, bars_per_year, price_stats
 
 __all__ = [
-    "AdfResult", "CointResult", "HedgeResult", "KalmanPoint", "KalmanResult", "KalmanState",
+    "AdfResult", "BarFunding", "CointResult", "HedgeResult", "KalmanPoint", "KalmanResult", "KalmanState",
     "PairReport", "PriceStats", "REPORT_KEYS",
-    "adf", "align", "bars_per_year", "engle_granger", "half_life", "hurst", "kalman_hedge",
-    "kalman_initial", "kalman_step", "log_returns", "ols_hedge", "pair_report", "pair_series", "price_stats",
-    "rolling_correlation", "rolling_zscore", "spread", "window_correlation", "window_zscore",
+    "adf", "align", "bars_per_year", "basis_bps", "engle_granger", "funding_per_bar", "half_life", "hurst",
+    "kalman_hedge", "kalman_initial", "kalman_step", "log_returns", "ols_hedge", "pair_carry", "pair_report",
+    "pair_series", "price_stats", "quoted_spread_bps", "rolling_correlation", "rolling_zscore", "spread",
+    "window_correlation", "window_zscore",
 ]

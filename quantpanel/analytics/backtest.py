@@ -3,8 +3,9 @@
 At the close of bar t, from z_t: flat -> short the spread when z_t > entry, long when z_t < -entry;
 short -> flat when z_t <= exit, long -> flat when z_t >= -exit; any position -> flat when
 |z_t| > stop. No new entry on the bar of an exit. A position set at the close of t is held to the
-close of t+1. Long spread = +1 A and -beta B, beta fixed at entry. Fees and slippage (bps of each
-leg's traded notional) are charged on every entry and exit.
+close of t+1. Long spread = +1 A and -beta B, beta fixed at entry. Fees and slippage are charged on
+every entry and exit (analytics/costs.py: fixed bps, or half the quoted spread). Optional funding
+(analytics/funding.py) charges each bar's funding events to the position held during that bar.
 
 The position path is a state machine that only changes state on threshold bars, so it jumps
 between those; P&L, costs and metrics are vectorised. The sweep runs the state machine for a whole
@@ -14,23 +15,23 @@ entry x exit grid at once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, TypeAlias, cast
+from dataclasses import dataclass, field
+from typing import TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from quantpanel.analytics._inputs import ArrayLike, FloatArray, as_array
-from quantpanel.analytics.hedge import ols_hedge
-from quantpanel.analytics.kalman import kalman_hedge
-from quantpanel.analytics.spread import rolling_zscore, spread
+from quantpanel.analytics.costs import SlippageModel, cost_model
+from quantpanel.analytics.funding import funding_legs
+from quantpanel.analytics.signals import BetaMode, Signal, pair_signal, parse_grid
 from quantpanel.errors import AnalyticsInputError, InsufficientDataError
 
-__all__ = ["Trade", "BacktestResult", "SweepResult", "Signal", "TRADE_COLUMNS", "backtest",
+# Signal, pair_signal and parse_grid live in analytics/signals.py; re-exported for the CLI and dashboard.
+__all__ = ["Trade", "BacktestResult", "SweepResult", "Signal", "BetaMode", "TRADE_COLUMNS", "backtest",
            "pair_signal", "parse_grid", "sweep", "trades_frame"]
 
-BetaMode: TypeAlias = Literal["ols", "kalman"]
 IntArray: TypeAlias = npt.NDArray[np.int64]
 
 
@@ -44,14 +45,15 @@ class Trade:
     exit_a: float
     exit_b: float
     beta: float
-    pnl: float  # net of both legs' costs on entry and exit
+    pnl: float  # net of both legs' costs on entry and exit, funding included
     costs: float
+    funding: float = 0.0  # funding received over the held bars (negative = paid), included in pnl
 
 
 @dataclass(frozen=True)
 class BacktestResult:
     position: npt.NDArray[np.int8]  # -1/0/+1 held from the close of each bar to the next
-    pnl: FloatArray  # per-bar P&L net of costs
+    pnl: FloatArray  # per-bar P&L net of costs, funding included
     equity: FloatArray  # cumulative pnl
     trades: tuple[Trade, ...]
     total_pnl: float
@@ -66,6 +68,12 @@ class BacktestResult:
     stop: float | None
     fee_bps: float
     slippage_bps: float
+    funding: float = 0.0  # total funding received (negative = paid), included in pnl
+    funding_pnl: FloatArray = field(default_factory=lambda: np.zeros(0))  # per bar, included in pnl
+    funding_included: bool = False  # funding_a or funding_b was given
+    slippage: float = 0.0  # the slippage part of fees
+    slippage_model: str = "fixed"
+    quote_fallbacks: int = 0  # half_spread: leg-trades without a quote, charged slippage_bps instead
 
 
 def _validate(a: ArrayLike, b: ArrayLike, z: ArrayLike, beta: ArrayLike | float, entry: float,
@@ -141,11 +149,21 @@ def backtest(
     fee_bps: float = 4.0,
     slippage_bps: float = 0.0,
     bars_per_year: float = 365 * 1440,
+    funding_a: ArrayLike | None = None,
+    funding_b: ArrayLike | None = None,
+    slippage_model: SlippageModel = "fixed",
+    spread_a: ArrayLike | None = None,
+    spread_b: ArrayLike | None = None,
 ) -> BacktestResult:
     """Backtest the spread ``a - beta * b`` traded on ``z`` (NaN z: no signal that bar).
 
     ``beta`` is a number (static OLS) or one value per bar (Kalman beta_t): the value at the
     entry bar is held for the trade. ``bars_per_year`` annualises the Sharpe ratio.
+    ``funding_a``/``funding_b``: each bar's ``sum P(F)·r`` (``funding_per_bar(...).per_bar``); a leg
+    of ``q`` units held during bar t (set at the close of t-1; +1 A, -beta B long) receives
+    ``-q * funding[t]``.
+    ``slippage_model="half_spread"`` charges half of ``spread_a``/``spread_b`` (ask - bid at each
+    bar's close, NaN = no quote: ``slippage_bps`` instead) per unit traded, instead of ``slippage_bps``.
 
     Examples
     --------
@@ -155,6 +173,9 @@ def backtest(
     """
     pa, pb, zz, bb = _validate(a, b, z, beta, entry, exit, stop, fee_bps, slippage_bps)
     n = len(pa)
+    cm = cost_model(pa, pb, fee_bps=fee_bps, slippage_bps=slippage_bps, slippage_model=slippage_model,
+                    spread_a=spread_a, spread_b=spread_b)
+    legs = funding_legs(funding_a, funding_b, n)
     ins, outs, sides = _events(zz, bb, entry, exit, stop)
     marks = np.zeros(n + 1, dtype=np.int64)
     np.add.at(marks, ins, 1)
@@ -166,29 +187,32 @@ def backtest(
     held = np.where(holding, trade_beta[trade_of_bar.clip(0)] if len(ins) else 0.0, 0.0)
     gross = np.zeros(n)
     gross[1:] = pos[:-1] * (np.diff(pa) - held[:-1] * np.diff(pb))
-    rate = (fee_bps + slippage_bps) / 1e4
+    fund = np.zeros(n)
+    if legs is not None:  # funding of bar t's events, paid by the position held during bar t
+        fund[1:] = -(pos[:-1] * (legs[0][1:] - held[:-1] * legs[1][1:]))
     closed_mask = outs < n
-    c_in = rate * (np.abs(pa[ins]) + np.abs(trade_beta * pb[ins]))
+    c_in = cm.total(ins, trade_beta)
     jo = np.minimum(outs, n - 1)
-    c_out = np.where(closed_mask, rate * (np.abs(pa[jo]) + np.abs(trade_beta * pb[jo])), 0.0)
+    c_out = np.where(closed_mask, cm.total(jo, trade_beta), 0.0)
     costs = np.zeros(n)
     np.add.at(costs, ins, c_in)
     np.add.at(costs, outs[closed_mask], c_out[closed_mask])
-    if len(ins):  # gross P&L of each trade: bars entry+1 .. exit
-        bounds = np.empty(2 * len(ins), dtype=np.int64)
-        bounds[0::2], bounds[1::2] = ins + 1, np.minimum(outs + 1, n)
-        seg = np.add.reduceat(np.append(gross, 0.0), bounds)[0::2]
-        seg[bounds[0::2] >= bounds[1::2]] = 0.0
-    else:
-        seg = np.zeros(0)
-    trade_pnl = seg - c_in - c_out
+    trade_fund = _per_trade(fund, ins, outs)
+    trade_pnl = _per_trade(gross, ins, outs) - c_in - c_out
+    if legs is not None:
+        trade_pnl = trade_pnl + trade_fund
     trades = tuple(
         Trade(int(i), int(j) if j < n else None, int(sd), float(pa[i]), float(pb[i]),
-              float(pa[min(j, n - 1)]), float(pb[min(j, n - 1)]), float(be), float(p), float(ci + co))
-        for i, j, sd, be, p, ci, co in zip(ins.tolist(), outs.tolist(), sides.tolist(),
-                                           trade_beta.tolist(), trade_pnl.tolist(), c_in.tolist(),
-                                           c_out.tolist(), strict=True))
+              float(pa[min(j, n - 1)]), float(pb[min(j, n - 1)]), float(be), float(p), float(ci + co), float(f))
+        for i, j, sd, be, p, ci, co, f in zip(ins.tolist(), outs.tolist(), sides.tolist(),
+                                              trade_beta.tolist(), trade_pnl.tolist(), c_in.tolist(),
+                                              c_out.tolist(), trade_fund.tolist(), strict=True))
     net = gross - costs
+    if legs is not None:
+        net = net + fund
+    oc = outs[closed_mask]
+    slip = float(cm.slippage(ins, trade_beta).sum() + cm.slippage(oc, trade_beta[closed_mask]).sum())
+    fallbacks = int(cm.missing[ins].sum() + cm.missing[oc].sum()) if slippage_model == "half_spread" else 0
     equity = np.cumsum(net)
     closed_pnl = trade_pnl[closed_mask]
     sd = float(net.std(ddof=1))
@@ -201,8 +225,22 @@ def backtest(
         max_drawdown=float((np.maximum.accumulate(np.maximum(equity, 0.0)) - equity).max()),
         sharpe=float(net.mean() / sd * math.sqrt(bars_per_year)) if sd > 0 else math.nan,
         fees=float(costs.sum()), entry=entry, exit=exit, stop=stop, fee_bps=fee_bps,
-        slippage_bps=slippage_bps,
+        slippage_bps=slippage_bps, funding=float(fund.sum()), funding_pnl=fund,
+        funding_included=legs is not None, slippage=slip, slippage_model=slippage_model,
+        quote_fallbacks=fallbacks,
     )
+
+
+def _per_trade(x: FloatArray, ins: IntArray, outs: IntArray) -> FloatArray:
+    """Sum of ``x`` over each trade's held bars: entry+1 .. exit (the last bar while open)."""
+    n = len(x)
+    if not len(ins):
+        return np.zeros(0)
+    bounds = np.empty(2 * len(ins), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = ins + 1, np.minimum(outs + 1, n)
+    seg = np.add.reduceat(np.append(x, 0.0), bounds)[0::2]
+    seg[bounds[0::2] >= bounds[1::2]] = 0.0
+    return seg
 
 
 @dataclass(frozen=True)
@@ -213,6 +251,8 @@ class SweepResult:
     sharpe: FloatArray
     max_drawdown: FloatArray
     n_trades: IntArray
+    funding: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # total funding received
+    quote_fallbacks: IntArray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
 
 
 def sweep(
@@ -227,9 +267,15 @@ def sweep(
     fee_bps: float = 4.0,
     slippage_bps: float = 0.0,
     bars_per_year: float = 365 * 1440,
+    funding_a: ArrayLike | None = None,
+    funding_b: ArrayLike | None = None,
+    slippage_model: SlippageModel = "fixed",
+    spread_a: ArrayLike | None = None,
+    spread_b: ArrayLike | None = None,
 ) -> SweepResult:
     """``backtest`` for every (entry, exit) of a grid, all at once: one pass over the bars with
-    the state of every grid cell in a vector. Each cell equals ``backtest`` with those values.
+    the state of every grid cell in a vector. Each cell equals ``backtest`` with those values
+    (funding and slippage model included).
 
     Examples
     --------
@@ -247,7 +293,12 @@ def sweep(
     E = np.repeat(ent, len(ext))
     X = np.tile(ext, len(ent))
     g = len(E)
-    rate = (fee_bps + slippage_bps) / 1e4
+    cm = cost_model(pa, pb, fee_bps=fee_bps, slippage_bps=slippage_bps, slippage_model=slippage_model,
+                    spread_a=spread_a, spread_b=spread_b)
+    legs = funding_legs(funding_a, funding_b, len(pa))
+    half = slippage_model == "half_spread"
+    funding = np.zeros(g)
+    fallbacks = np.zeros(g, dtype=np.int64)
     stop_ = math.inf if stop is None else stop
     pos = np.zeros(g)
     be = np.zeros(g)
@@ -261,22 +312,29 @@ def sweep(
     db = np.diff(pb, prepend=pb[0])
     for t in range(len(pa)):
         net = pos * (da[t] - be * db[t])  # P&L of the position held into this bar
+        fund = -(pos * (legs[0][t] - be * legs[1][t])) if legs is not None else None
         zt = zz[t]
         if zt == zt:
             flat = pos == 0  # before any exit: no new entry on the bar of an exit
             close = ~flat & (((pos < 0) & (zt <= X)) | ((pos > 0) & (zt >= -X)) | (abs(zt) > stop_))
             bt = bb[t]
             opening = flat & ((zt > E) | (zt < -E)) & (bt == bt)
-            cost_t = rate * (abs(pa[t]) + np.abs(be * pb[t]))
             if close.any():
-                net = net - np.where(close, cost_t, 0.0)
+                net = net - np.where(close, cm.total(t, be), 0.0)
                 pos = np.where(close, 0.0, pos)
+                if half:
+                    fallbacks += close * cm.missing[t]
             if opening.any():
                 side = np.where(zt > E, -1.0, 1.0)
                 pos = np.where(opening, side, pos)
                 be = np.where(opening, bt, be)
-                net = net - np.where(opening, rate * (abs(pa[t]) + abs(bt * pb[t])), 0.0)
+                net = net - np.where(opening, cm.total(t, bt), 0.0)
                 trades += opening
+                if half:
+                    fallbacks += opening * cm.missing[t]
+        if fund is not None:
+            net = net + fund
+            funding += fund
         equity += net
         np.maximum(peak, equity, out=peak)
         np.maximum(maxdd, peak - equity, out=maxdd)
@@ -288,70 +346,12 @@ def sweep(
         sharpe = np.where(var > 0, (s1 / n) / np.sqrt(var) * math.sqrt(bars_per_year), np.nan)
     shape = (len(ent), len(ext))
     return SweepResult(ent, ext, equity.reshape(shape), sharpe.reshape(shape),
-                       maxdd.reshape(shape), trades.reshape(shape))
-
-
-# -- what the CLI and the dashboard trade ---------------------------------------------------------
-@dataclass(frozen=True)
-class Signal:
-    """The z-score a backtest trades and the beta it hedges with, one value per aligned bar."""
-
-    z: FloatArray
-    beta: FloatArray
-    mode: BetaMode
-
-
-def pair_signal(
-    y: pd.Series,
-    x: pd.Series,
-    *,
-    mode: BetaMode = "ols",
-    window: int = 60,
-    lookback: int | None = None,
-    delta: float = 1e-4,
-    ve: float = 1e-3,
-) -> Signal:
-    """``ols``: static OLS beta (over the last ``lookback`` bars) and the rolling z of its spread;
-    ``kalman``: the filter's beta_t and its innovation z-score (docs/ANALYTICS.md).
-
-    Examples
-    --------
-    >>> sig = pair_signal(pd.Series([2.0, 4.1, 5.9, 8.0, 9.9]), pd.Series([1.0, 2.0, 3.0, 4.0, 5.0]), window=3)
-    >>> sig.mode, sig.z.round(2).tolist(), round(float(sig.beta[0]), 3)
-    ('ols', [nan, nan, -0.79, 0.34, -0.05], 1.97)
-    """
-    if mode == "kalman":
-        k = kalman_hedge(y, x, delta=delta, ve=ve)
-        return Signal(np.asarray(k.zscore, dtype=np.float64), np.asarray(k.beta, dtype=np.float64), mode)
-    if mode != "ols":
-        raise AnalyticsInputError(f"beta mode must be 'ols' or 'kalman', got {mode!r}")
-    h = ols_hedge(y, x, lookback=lookback)
-    z = rolling_zscore(spread(y, x, beta=h.beta, alpha=h.alpha), window=window)
-    return Signal(np.asarray(z, dtype=np.float64), np.full(len(y), h.beta), mode)
-
-
-def parse_grid(text: str) -> FloatArray:
-    """``start:stop:step`` (stop included), e.g. ``1:3:0.25`` -> 1, 1.25, ..., 3.
-
-    Examples
-    --------
-    >>> parse_grid("1:2:0.25").tolist()
-    [1.0, 1.25, 1.5, 1.75, 2.0]
-    """
-    try:
-        start, stop, step = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise AnalyticsInputError(f"{text!r} is not start:stop:step, e.g. 1:3:0.25") from None
-    if not (step > 0 and stop >= start and math.isfinite(stop) and math.isfinite(start)):
-        raise AnalyticsInputError(f"{text!r}: need step > 0 and stop >= start")
-    k = round((stop - start) / step)
-    if k >= 1000:
-        raise AnalyticsInputError(f"{text!r}: {k + 1} values; at most 1000 per grid axis")
-    return np.round(start + np.arange(k + 1) * step, 10)
+                       maxdd.reshape(shape), trades.reshape(shape), funding.reshape(shape),
+                       fallbacks.reshape(shape))
 
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "entry_a", "entry_b", "exit_a", "exit_b",
-                 "beta", "pnl", "costs")
+                 "beta", "pnl", "costs", "funding")
 
 
 def trades_frame(result: BacktestResult, times: pd.DatetimeIndex) -> pd.DataFrame:
@@ -367,7 +367,7 @@ def trades_frame(result: BacktestResult, times: pd.DatetimeIndex) -> pd.DataFram
     t = pd.DatetimeIndex(times)
     rows = [(t[tr.entry_index], pd.NaT if tr.exit_index is None else t[tr.exit_index],
              "long" if tr.side > 0 else "short", tr.entry_a, tr.entry_b, tr.exit_a, tr.exit_b,
-             tr.beta, tr.pnl, tr.costs) for tr in result.trades]
+             tr.beta, tr.pnl, tr.costs, tr.funding) for tr in result.trades]
     df = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
     for c in ("entry_time", "exit_time"):
         df[c] = pd.to_datetime(df[c]).astype("datetime64[ns]")

@@ -61,9 +61,11 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minutes: float = 0.0) -> int:
+def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minutes: float = 0.0,
+         quotes: Path | None = None) -> int:
     started = time.monotonic()
-    r = run_bench(data, passes=1, runs=1, head=6_000) if quick else run_bench(data)
+    r = (run_bench(data, passes=1, runs=1, head=6_000, quotes=quotes) if quick
+         else run_bench(data, quotes=quotes))
     took = {"ingest_loopback": time.monotonic() - started}
     r["analytics"] = run_analytics_bench(scale=0.01 if quick else 1.0, runs=1 if quick else 3)
     took["analytics"] = time.monotonic() - started - sum(took.values())

@@ -20,16 +20,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from websockets.asyncio.client import connect
 
 from quantpanel.bench.procs import spawn
-from quantpanel.feeds.binance_futures import parse_frame, render_agg_trade
+from quantpanel.feeds.binance_futures import RecordedTrade, parse_frame, render_agg_trade
+from quantpanel.feeds.binance_market import RecordedQuote, render_book_ticker
 from quantpanel.feeds.connection import FeedConnection
 from quantpanel.feeds.recording import Recording, load_recording
-from quantpanel.models import Tick, TickBatch
+from quantpanel.models import MarketBatch, Quote, Tick, TickBatch
 from quantpanel.pipeline.bars import build_bars, initial_state
 from quantpanel.pipeline.graph import Pipeline
 from quantpanel.pipeline.pairs import PairSpec
@@ -43,16 +44,21 @@ _TFS = ("1s", "1m", "5m")
 
 
 def repeat_recording(rec: Recording, passes: int) -> Recording:
-    """The recording played ``passes`` times back to back, times and ids shifted per pass."""
+    """The recording played ``passes`` times back to back, times and ids shifted per pass
+    (quotes too: times, and update ids by their span)."""
     span, ids = rec.span_ms(), rec.id_spans()
-    out = []
+    du = max((q.update_id for q in rec.quotes), default=0) - min((q.update_id for q in rec.quotes), default=0) + 1
+    out: list[RecordedTrade] = []
+    quotes: list[RecordedQuote] = []
     for k in range(passes):
         for t in rec.trades:
             lo, hi = ids[t.symbol]
             da = k * (hi - lo + 1)
             out.append(replace(t, time=t.time + k * span, event_time=t.event_time + k * span,
                                agg_id=t.agg_id + da, first_id=t.first_id + da, last_id=t.last_id + da))
-    return Recording(tuple(out), f"{rec.source} x{passes}")
+        quotes.extend(replace(q, time=q.time + k * span, event_time=q.event_time + k * span,
+                              update_id=q.update_id + k * du) for q in rec.quotes)
+    return Recording(tuple(out), f"{rec.source} x{passes}", quotes=tuple(quotes))
 
 
 def widen_recording(rec: Recording, copies: int) -> Recording:
@@ -61,7 +67,8 @@ def widen_recording(rec: Recording, copies: int) -> Recording:
     def name(sym: str, c: int) -> str:
         return sym if c == 0 else f"{sym[:-4]}{c}{sym[-4:]}"
     out = [replace(t, symbol=name(t.symbol, c)) for t in rec.trades for c in range(copies)]
-    return Recording(tuple(out), f"{rec.source} x{copies} symbols")
+    quotes = [replace(q, symbol=name(q.symbol, c)) for q in rec.quotes for c in range(copies)]
+    return Recording(tuple(out), f"{rec.source} x{copies} symbols", quotes=tuple(quotes))
 
 
 def bench_pairs(rec: Recording) -> list[PairSpec]:
@@ -91,29 +98,38 @@ def _parse_all(frames: list[str]) -> list[Tick]:
     ticks = []
     for f in frames:
         r = parse_frame(f)
-        if not isinstance(r, str):
-            ticks.append(r[0])
+        if r.__class__ is tuple:  # an aggTrade (quotes and marks are NamedTuples)
+            ticks.append(cast("tuple[Tick, int]", r)[0])
     return ticks
 
 
 async def _ingest_once(frames: list[str], db: Path, pairs: list[PairSpec]) -> int:
-    """parse -> micro-batches -> Pipeline (bars, live pair analytics) -> StoreWriter; returns
-    ticks stored."""
+    """parse -> micro-batches -> Pipeline (bars, live pair analytics, quote bars) -> StoreWriter;
+    returns ticks stored."""
     writer = StoreWriter(db)
     pipeline = Pipeline(initial_state(_TFS), writer)
     for spec in pairs:
         pipeline.pairs.watch(spec)
     batch: list[Tick] = []
+    quotes: list[Quote] = []
     for f in frames:
         r = parse_frame(f)
-        if isinstance(r, str):
+        if r.__class__ is not tuple:
+            if r.__class__ is Quote:  # the all-streams run: quote bars per micro-batch
+                quotes.append(r)
+                if len(quotes) >= _BATCH:
+                    pipeline.emit(MarketBatch(tuple(quotes)))
+                    quotes = []
             continue
-        batch.append(r[0])
+        batch.append(cast("tuple[Tick, int]", r)[0])
         if len(batch) >= _BATCH:
             pipeline.emit(TickBatch(tuple(batch), 0, 0))
             batch = []
     if batch:
         pipeline.emit(TickBatch(tuple(batch), 0, 0))
+    if quotes:
+        pipeline.emit(MarketBatch(tuple(quotes)))
+    pipeline.market.flush()
     await asyncio.to_thread(writer.flush)
     writer.close()
     return writer.stats.ticks_written
@@ -165,13 +181,43 @@ async def _bare_receive_once(url: str, symbols: tuple[str, ...], n: int) -> floa
     return time.perf_counter() - t0
 
 
+def _with_quotes(frames: list[str], rec: Recording) -> list[str]:
+    """The trade frames with the recording's bookTicker frames merged in by time, as one
+    connection per route would deliver them to one process."""
+    timed = [(t.time, f) for t, f in zip(rec.trades, frames, strict=True)]
+    timed += [(q.time, render_book_ticker(q, 0, 0)) for q in rec.quotes]
+    timed.sort(key=lambda tf: tf[0])
+    return [f for _, f in timed]
+
+
+def _ingest_all_streams(frames: list[str], rec: Recording, pairs: list[PairSpec], runs: int, tmp: str,
+                        trades_only_per_s: float) -> dict[str, Any]:
+    """Ingest with trades and every quote (real bookTicker frames) through one pipeline."""
+    merged = _with_quotes(frames, rec)
+    n_ticks, n_quotes = len(frames), len(rec.quotes)
+    times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        asyncio.run(_ingest_once(merged, Path(tmp) / f"q{i}.db", pairs))
+        times.append(time.perf_counter() - t0)
+    with Store(Path(tmp) / "q0.db") as s:
+        quote_bars = s.market_counts().get("quote_bars", 0)
+    t = statistics.median(times)
+    return {"frames": len(merged), "ticks": n_ticks, "quotes": n_quotes,
+            "events_per_s": len(merged) / t, "ticks_per_s": n_ticks / t, "quotes_per_s": n_quotes / t,
+            "quote_bars_stored": quote_bars, "ticks_vs_trades_only": n_ticks / t / trades_only_per_s}
+
+
 def run_bench(data: Path, *, passes: int = 2, runs: int = 3, copies: int = 5,
-              head: int | None = None) -> dict[str, Any]:
+              head: int | None = None, quotes: Path | None = None) -> dict[str, Any]:
     """Ingest and loopback figures over the recording (its first ``head`` trades), widened to
-    ``copies`` names per symbol and repeated ``passes`` times."""
-    real = load_recording(data)
+    ``copies`` names per symbol and repeated ``passes`` times; with ``quotes`` (a bookTicker
+    capture of the same minutes) ingest with every stream on too."""
+    real = load_recording(data, quotes=quotes)
     if head:
-        real = Recording(real.trades[:head], real.source)
+        end = real.trades[head - 1].time
+        real = Recording(real.trades[:head], real.source,
+                         quotes=tuple(q for q in real.quotes if q.time <= end))
     rec = repeat_recording(widen_recording(real, copies), passes)
     pairs = bench_pairs(rec)
     frames = [render_agg_trade(t, 0, 0) for t in rec.trades]
@@ -205,6 +251,9 @@ def run_bench(data: Path, *, passes: int = 2, runs: int = 3, copies: int = 5,
                 assert s.tick_count() == n, f"ingest stored {s.tick_count()} of {n} ticks"
         res["ingest_ticks_per_s"] = n / statistics.median(ingest_times)
         res["ingest_stored_all"] = stored == n
+        if rec.quotes:
+            res["ingest_all_streams"] = _ingest_all_streams(frames, rec, pairs, runs, tmp,
+                                                            res["ingest_ticks_per_s"])
 
         capture = Path(tmp) / "frames.jsonl"
         capture.write_text("\n".join(frames) + "\n")
@@ -235,6 +284,10 @@ def format_table(r: dict[str, Any]) -> str:
         ("store only (SQLite, 500/tx)", r["store_only_ticks_per_s"], "ticks/s", ""),
         ("ingest: parse -> store -> bars", r["ingest_ticks_per_s"], "ticks/s",
          f"{r['ingest_vs_orjson']:.0%} of orjson"),
+        *([("ingest, every stream: ticks", r["ingest_all_streams"]["ticks_per_s"], "ticks/s",
+            f"{r['ingest_all_streams']['ticks_vs_trades_only']:.0%} of trades only"),
+           ("ingest, every stream: + quotes", r["ingest_all_streams"]["quotes_per_s"], "quotes/s",
+            f"{r['ingest_all_streams']['events_per_s']:,.0f} events/s")] if "ingest_all_streams" in r else []),
         ("bare websockets receive (ceiling)", r["bare_ws_msgs_per_s"], "msgs/s", ""),
         ("loopback: exchange -> pipeline", r["loopback_msgs_per_s"], "msgs/s",
          f"{r['loopback_vs_bare_ws']:.0%} of bare, lost {r['loopback_lost']}"),

@@ -18,9 +18,12 @@ __all__ = ["run_bars", "run_import"]
 
 def run_import(args: argparse.Namespace) -> int:
     """Import each file (one JSON line per file), then rebuild the bars of the symbols whose
-    trades it added; an OHLC CSV is stored as the series it is."""
+    trades it added; an OHLC CSV is stored as the series it is; a data.binance.vision fundingRate
+    or bookTicker file (told by its header) as funding events, or quotes and their quote bars."""
+    from quantpanel.feeds.market_files import market_file_kind
     from quantpanel.pipeline.history import rebuild_bars
-    from quantpanel.storage.importer import import_file
+    from quantpanel.pipeline.quote_bars import QuoteBarBuilder
+    from quantpanel.storage.importer import import_file, import_market_file
     from quantpanel.storage.ohlc import is_ohlc_file, parse_ohlc_csv, read_file_bytes, store_ohlc
     from quantpanel.storage.store import Store
 
@@ -29,6 +32,20 @@ def run_import(args: argparse.Namespace) -> int:
     with Store(cfg.storage.db_path) as store:
         touched: set[str] = set()
         for f in args.files:
+            market = market_file_kind(Path(f))
+            if market is not None:  # before the trade readers: any .csv would look like aggTrades there
+                mres = import_market_file(store, Path(f), market, symbol=args.symbol,
+                                          quote_bars=QuoteBarBuilder(cfg.timeframes))
+                out: dict[str, object] = {"file": f, "kind": market, "read": mres.read,
+                                          "symbols": sorted(mres.symbols)}
+                if market == "funding_rate":
+                    out |= {"funding_events": mres.stored, "already_stored": mres.read - mres.stored}
+                else:
+                    out |= {"quotes": mres.stored, "already_stored": mres.read - mres.stored,
+                            "quote_bars": mres.quote_bars, "timeframes": list(mres.timeframes),
+                            "quotes_out_of_order": mres.out_of_order}
+                print(json.dumps(out), flush=True)
+                continue
             if is_ohlc_file(Path(f)):  # an OHLC CSV: validated whole, then stored in one transaction
                 series = parse_ohlc_csv(read_file_bytes(Path(f), max_bytes=cap), name=f, symbol=args.symbol,
                                         timeframe=args.timeframe, max_bytes=cap)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from quantpanel.analytics.backtest import Signal
+    from quantpanel.pipeline.pair_costs import PairCosts
 
 __all__ = ["run_analyze", "run_backtest", "run_sweep"]
 
@@ -52,16 +53,21 @@ def run_backtest(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, {"storage.db_path": args.db})
     y, x, sig, per_year = _signal(args, cfg)
+    costs = _costs(args, cfg, y, x)
     bt = cfg.backtest
     r = backtest(y, x, sig.z, sig.beta, entry=_pick(args.entry, bt.entry), exit=_pick(args.exit, bt.exit),
                  stop=_pick(args.stop, bt.stop), fee_bps=_pick(args.fee_bps, bt.fee_bps),
-                 slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year)
+                 slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year,
+                 **costs.kwargs)
     if args.trades_csv:
         trades_frame(r, y.index).to_csv(args.trades_csv, index=False, date_format=TIME_FORMAT)
     out = {"total_pnl": r.total_pnl, "n_trades": r.n_trades, "win_rate": r.win_rate,
            "avg_trade": r.avg_trade, "max_drawdown": r.max_drawdown, "sharpe": r.sharpe, "fees": r.fees,
+           "funding": r.funding, "slippage": r.slippage, "slippage_model": r.slippage_model,
+           "quote_fallbacks": r.quote_fallbacks, **costs.report(),
            **_run(args, cfg), "entry": r.entry, "exit": r.exit, "stop": r.stop,
-           "fee_bps": r.fee_bps, "slippage_bps": r.slippage_bps, "bars": len(y)}
+           "fee_bps": r.fee_bps, "slippage_bps": r.slippage_bps, "bars": len(y),
+           "trades_funding": [t.funding for t in r.trades]}
     if args.json:
         print(json.dumps({k: _clean(v) for k, v in out.items()}))
     else:
@@ -76,16 +82,20 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, {"storage.db_path": args.db})
     y, x, sig, per_year = _signal(args, cfg)
+    costs = _costs(args, cfg, y, x)
     bt = cfg.backtest
     r = sweep(y, x, sig.z, sig.beta, entries=args.entry_grid, exits=args.exit_grid,
               stop=_pick(args.stop, bt.stop), fee_bps=_pick(args.fee_bps, bt.fee_bps),
-              slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year)
+              slippage_bps=_pick(args.slippage_bps, bt.slippage_bps), bars_per_year=per_year,
+              **costs.kwargs)
     i, j = divmod(int(r.total_pnl.argmax()), len(r.exits))
     out = {"entries": r.entries.tolist(), "exits": r.exits.tolist(),
            "total_pnl": _clean(r.total_pnl.tolist()), "sharpe": _clean(r.sharpe.tolist()),
            "max_drawdown": _clean(r.max_drawdown.tolist()), "n_trades": r.n_trades.tolist(),
+           "funding": _clean(r.funding.tolist()), "quote_fallbacks": r.quote_fallbacks.tolist(),
            "best": {"entry": float(r.entries[i]), "exit": float(r.exits[j]),
                     "total_pnl": float(r.total_pnl[i, j])},
+           **costs.report(), "slippage_model": costs.kwargs.get("slippage_model", "fixed"),
            **_run(args, cfg), "bars": len(y)}
     if args.json:
         print(json.dumps(out))
@@ -111,6 +121,17 @@ def _closes(args: argparse.Namespace, cfg: Config) -> tuple[pd.Series, pd.Series
     with Store(cfg.storage.db_path, readonly=True) as store:
         return pair_closes(store, *_legs(args), args.timeframe, args.start, args.end,
                            grace_ms=cfg.bars.close_grace_ms)
+
+
+def _costs(args: argparse.Namespace, cfg: Config, y: pd.Series, x: pd.Series) -> PairCosts:
+    """Funding (``--funding``) and the quoted spreads (``--slippage-model half_spread``) of the pair."""
+    from quantpanel.pipeline.pair_costs import pair_costs
+    from quantpanel.storage.store import Store
+
+    with Store(cfg.storage.db_path, readonly=True) as store:
+        return pair_costs(store, *_legs(args), args.timeframe, y, x,
+                          funding=_pick(args.funding, cfg.backtest.funding),
+                          slippage_model=_pick(args.slippage_model, cfg.backtest.slippage_model))
 
 
 def _window(args: argparse.Namespace, cfg: Config) -> int:

@@ -129,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Ingest aggTrades into the DB for --duration s or until Ctrl-C.")
     r.add_argument("--symbols", help="comma-separated symbols (config symbols)")
     r.add_argument("--db", help="SQLite file (config storage.db_path)")
-    r.add_argument("--ws-url", help="Binance-compatible combined-stream URL (config feed.ws_url)")
+    r.add_argument("--ws-url", help="Binance-compatible combined-stream URL of the market route (config feed.ws_url)")
+    r.add_argument("--public-ws-url",
+                   help="combined-stream URL of the public route, for bookTicker (config feed.public_ws_url)")
+    r.add_argument("--streams", help="comma-separated stream kinds (config feed.streams), e.g. aggTrade,bookTicker")
     r.add_argument("--rest-url", help="Binance-compatible REST base URL for gap backfill (config feed.rest_url)")
     r.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
     r.set_defaults(func=run_record)
@@ -171,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--stop", type=float, help="close when |z| exceeds this")
         sp.add_argument("--fee-bps", type=float, help="fee per leg and trade (config backtest.fee_bps)")
         sp.add_argument("--slippage-bps", type=float, help="slippage per leg and trade")
+        sp.add_argument("--slippage-model", choices=["fixed", "half_spread"],
+                        help="fixed: --slippage-bps; half_spread: half the stored quoted spread of each "
+                             "fill's bar (config backtest.slippage_model)")
+        sp.add_argument("--funding", choices=["auto", "off"],
+                        help="auto: charge funding when both legs have stored funding events "
+                             "(config backtest.funding)")
 
     an = command("analyze", help="static pair analytics over the stored range",
                         description="OLS hedge, spread tests, last z-score and correlation of a pair "

@@ -46,15 +46,18 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
 
 def run_record(args: argparse.Namespace) -> int:
     """Record with the flags over the config; the summary is one JSON line on stdout."""
-    cfg = load_config(args.config, {"symbols": _symbols(args.symbols), "storage.db_path": args.db,
-                                    "feed.ws_url": args.ws_url, "feed.rest_url": args.rest_url})
-    print(f"recording {','.join(cfg.symbols)} from {cfg.feed.ws_url} into {cfg.storage.db_path}",
-          file=sys.stderr, flush=True)
+    cfg = load_config(args.config, {"symbols": _words(args.symbols), "storage.db_path": args.db,
+                                    "feed.ws_url": args.ws_url, "feed.rest_url": args.rest_url,
+                                    "feed.public_ws_url": args.public_ws_url,
+                                    "feed.streams": _words(args.streams)})
+    print(f"recording {','.join(cfg.symbols)} ({','.join(cfg.feed.streams)}) from {cfg.feed.ws_url}"
+          f"{' and ' + cfg.feed.public_ws_url if 'bookTicker' in cfg.feed.streams else ''}"
+          f" into {cfg.storage.db_path}", file=sys.stderr, flush=True)
     summary = asyncio.run(record(cfg, args.duration))
     print(json.dumps(summary), flush=True)
     return 0
 
 
-def _symbols(text: str | None) -> list[str] | None:
-    """``--symbols``: comma- or space-separated; None keeps the config's."""
+def _words(text: str | None) -> list[str] | None:
+    """``--symbols`` / ``--streams``: comma- or space-separated; None keeps the config's."""
     return text.replace(",", " ").split() if text else None

@@ -17,7 +17,16 @@ import param
 from panel.viewable import Viewer
 
 from quantpanel.alerts.engine import ALERT_COLUMNS, Alert
-from quantpanel.alerts.rules import FEED_METRICS, METRICS, OPERATORS, PAIR_METRICS, Rule, RuleError, parse_rule
+from quantpanel.alerts.rules import (
+    FEED_METRICS,
+    MARKET_METRICS,
+    METRICS,
+    OPERATORS,
+    PAIR_METRICS,
+    Rule,
+    RuleError,
+    parse_rule,
+)
 from quantpanel.dashboard.exports import downloads
 from quantpanel.dashboard.hub import Hub
 from quantpanel.errors import QuantPanelError
@@ -69,16 +78,18 @@ class AlertsView(Viewer):
         self._log: list[Alert] = []
         self.toasts = 0  # toasts shown in this session
 
+        self._leg_b = pn.widgets.Select.from_param(self.param.leg_b, width=130)
+        self._timeframe = pn.widgets.Select.from_param(self.param.timeframe, width=100)
         form = [pn.widgets.TextInput.from_param(self.param.name_, width=220),
-                pn.widgets.Select.from_param(self.param.metric, width=150),
+                pn.widgets.Select.from_param(self.param.metric, width=190),
                 pn.widgets.Select.from_param(self.param.leg_a, width=150),
-                pn.widgets.Select.from_param(self.param.leg_b, width=130),
-                pn.widgets.Select.from_param(self.param.timeframe, width=100),
+                self._leg_b, self._timeframe,
                 pn.widgets.Select.from_param(self.param.op, width=140),
                 pn.widgets.FloatInput.from_param(self.param.threshold, width=110),
                 pn.widgets.TextInput.from_param(self.param.reset, width=190),
                 pn.widgets.IntInput.from_param(self.param.for_bars, width=100),
                 pn.widgets.FloatInput.from_param(self.param.cooldown_s, width=110)]
+        self._on_metric()
         self.add_button = pn.widgets.Button(label="Add rule", color="primary", width=120)
         self.add_button.on_click(self.add_rule)
         self.update_button = pn.widgets.Button(label="Save changes to selected", width=200)
@@ -97,8 +108,10 @@ class AlertsView(Viewer):
                                               sizing_mode="stretch_width", css_classes=["qp-alert-log"])
         self.downloads = downloads(self.log_frame, "alerts", "alert log", css="qp-alerts-download")
         self._layout = pn.Column(
-            pn.pane.Markdown("#### Rules — evaluated on every closed bar in the shared pipeline "
-                             "(feed rules about once a second); stored, so they survive a restart"),
+            pn.pane.Markdown("#### Rules — evaluated in the shared pipeline: pair and symbol rules on every "
+                             "closed bar, market rules (funding rate, quoted spread, liquidation notional, "
+                             "open interest change, basis) on each market event of their symbol (leg A), "
+                             "feed rules about once a second; stored, so they survive a restart"),
             pn.FlexBox(*form), pn.FlexBox(self.add_button, self.update_button, self.mute_button, self.delete_button),
             self.error, self.rules_table,
             pn.Row(pn.pane.Markdown("#### Alert log"), *self.downloads),
@@ -106,6 +119,20 @@ class AlertsView(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
+
+    @param.depends("metric", watch=True)
+    def _on_metric(self) -> None:
+        """Leg B is a pair's; a market or feed rule has no timeframe (it runs on events)."""
+        if hasattr(self, "_leg_b"):
+            self._leg_b.disabled = self.metric not in PAIR_METRICS
+            self._timeframe.disabled = self.metric in MARKET_METRICS + FEED_METRICS
+
+    def offer_symbols(self, symbols: list[str]) -> None:
+        """The symbols followed now (one was added or removed), keeping the form's choice."""
+        for sel, chosen in ((self.param.leg_a, self.leg_a), (self.param.leg_b, self.leg_b)):
+            objs = list(dict.fromkeys([*symbols, chosen]))
+            if list(sel.objects) != objs:
+                sel.objects = objs
 
     # -- rules ---------------------------------------------------------------------------------
     def form_rule(self, rule_id: int | None = None, muted: bool = False) -> Rule:

@@ -13,11 +13,10 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -25,9 +24,12 @@ from quantpanel.alerts.engine import Alert
 from quantpanel.alerts.rules import Rule
 from quantpanel.analytics import HedgeResult
 from quantpanel.config import Config
+from quantpanel.dashboard.logs import Delta, Log, SeriesDelta
+from quantpanel.dashboard.market_hub import MarketSeries
 from quantpanel.errors import ReplayError, StoreError
-from quantpanel.models import Bar
+from quantpanel.models import Bar, MarketBatch
 from quantpanel.pipeline.bars import BarUpdate
+from quantpanel.pipeline.pair_costs import FundingMode, PairCosts, SlippageModel, pair_costs
 from quantpanel.pipeline.pairs import PairPoint, PairSpec
 from quantpanel.pipeline.replay_controls import ReplayControls
 from quantpanel.pipeline.rulebook import RuleBook
@@ -35,6 +37,7 @@ from quantpanel.pipeline.runtime import Runtime, Status
 from quantpanel.pipeline.stored import StoredData
 from quantpanel.storage.importer import ImportResult
 from quantpanel.storage.ohlc import OhlcSeries
+from quantpanel.storage.store import Store
 
 __all__ = ["Hub", "Delta", "SeriesDelta", "get_hub"]
 
@@ -42,57 +45,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _Log(Generic[T]):
-    """A bounded, append-only log with a sequence number, read incrementally by many sessions."""
-
-    def __init__(self, maxlen: int) -> None:
-        self.items: deque[T] = deque(maxlen=maxlen)
-        self.seq = 0  # items ever appended
-
-    def extend(self, items: list[T]) -> None:
-        self.items.extend(items)
-        self.seq += len(items)
-
-    def rewrite(self, replace: Callable[[T], T]) -> bool:
-        """Replace items in place (rebuilt bars); every reader then resets, since what it holds
-        is stale: ``seq`` jumps past any reader's by more than the buffer."""
-        items = [replace(i) for i in self.items]
-        if items == list(self.items):
-            return False
-        self.items = deque(items, maxlen=self.items.maxlen)
-        self.seq += (self.items.maxlen or len(items)) + 1
-        return True
-
-    def since(self, seq: int | None) -> tuple[list[T], bool]:
-        """(items after ``seq``, reset): reset when ``seq`` is None or older than the buffer."""
-        new = self.seq - (seq or 0)
-        if seq is None or new > len(self.items) or new < 0:
-            return list(self.items), True
-        return (list(self.items)[len(self.items) - new:] if new else []), False
-
-
-@dataclass(frozen=True)
-class Delta(Generic[T]):
-    """What a session needs to catch up from ``seq``."""
-
-    items: list[T]
-    seq: int
-    reset: bool  # the session is new or fell behind the bounded buffer: replace, don't append
-
-
-@dataclass(frozen=True)
-class SeriesDelta:
-    """Bars to catch up from ``seq``: new closed bars and the forming bar."""
-
-    closed: list[Bar]
-    forming: Bar | None
-    seq: int
-    reset: bool
-
-
 @dataclass
 class _Series:
-    log: _Log[Bar]
+    log: Log[Bar]
     forming: Bar | None = None
 
 
@@ -103,13 +58,17 @@ class Hub:
     runtime: Runtime
     buffer_bars: int
     _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
-    _pairs: dict[PairSpec, _Log[PairPoint]] = field(default_factory=dict)
-    _alerts: _Log[Alert] = field(default_factory=lambda: _Log(500))
+    _pairs: dict[PairSpec, Log[PairPoint]] = field(default_factory=dict)
+    _alerts: Log[Alert] = field(default_factory=lambda: Log(500))
     rules_version: int = 0  # bumped on every rule change: sessions refresh their rules table
     _wakes: dict[int, Callable[[], bool]] = field(default_factory=dict)
     _next_wake: int = 0
+    symbols_version: int = 0  # bumped when a symbol is added or removed: sessions refresh pickers
+    market: MarketSeries = field(init=False)  # mark points and liquidations for the Market charts
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.market = MarketSeries(self.config.timeframes, self.buffer_bars)
         self.runtime.on_ready(self._attach)
 
     @property
@@ -125,10 +84,14 @@ class Hub:
         pipeline.updates.sink(self.apply)
         rt.on_rebuilt(self.rebuilt)
         pipeline.pair_points.sink(self._apply_pairs)
-        self._alerts = _Log(self.config.alerts.log_rows)
+        self._alerts = Log(self.config.alerts.log_rows)
         self._alerts.extend(rt.rules.recent_alerts(self.config.alerts.log_rows))
         rt.rules.alerting.alerts.sink(self._alerts.extend)
         self.rules_version += 1
+        self.market.attach(pipeline.market)
+        pipeline.market.updates.sink(self._apply_market)
+        rt.on_symbols(self._symbols_changed)
+        self._spawn(self._warm_market(list(rt.symbols)))
 
     @property
     def started(self) -> bool:
@@ -138,7 +101,7 @@ class Hub:
     def _get(self, key: tuple[str, str]) -> _Series:
         s = self._series.get(key)
         if s is None:
-            s = self._series[key] = _Series(_Log(self.buffer_bars))
+            s = self._series[key] = _Series(Log(self.buffer_bars))
         return s
 
     def apply(self, update: BarUpdate) -> None:
@@ -165,6 +128,68 @@ class Hub:
                 changed |= s.log.rewrite(partial(_rebuilt, new))
         if changed:
             self._wake_all()
+
+    # -- futures-native market data and the symbols followed ---------------------------------------
+    def _apply_market(self, batch: MarketBatch) -> None:
+        if self.market.apply(batch):
+            self._wake_all()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on the loop outside any session's context (see ``get_hub``)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a notebook or test without one): nothing to warm
+            coro.close()
+            return
+        task = loop.create_task(coro, context=contextvars.Context())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _warm_market(self, symbols: list[str]) -> None:
+        """Stored marks and liquidations over the span the buffered candles show."""
+        starts = {sym: min(firsts) for sym in symbols if (firsts := [
+            s.log.items[0].time for (sy, _), s in self._series.items() if sy == sym and s.log.items])}
+        if starts and self.db_ready and await self.market.warm_from_store(
+                self.runtime.stored.db_path, starts, lambda: self.symbols):
+            self._wake_all()
+
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols the feed follows now (runtime additions included)."""
+        return self.runtime.symbols
+
+    async def add_symbol(self, text: str) -> str:
+        """Follow the USD-M symbol ``text`` (ValueError with a one-line message when it cannot)."""
+        return await self._shared(self.runtime.add_symbol(text))
+
+    async def remove_symbol(self, symbol: str) -> None:
+        await self._shared(self.runtime.remove_symbol(symbol))
+
+    async def _shared(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` outside the calling session's context: what it starts is shared."""
+        if not self.started:
+            coro.close()
+            raise ValueError("the runtime has not started yet: try again in a moment")
+        return await asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
+
+    def _symbols_changed(self, symbol: str, history: dict[tuple[str, str], list[Bar]] | None) -> None:
+        for key in [k for k in self._series if k[0] == symbol]:
+            del self._series[key]
+        self.market.drop(symbol)
+        if history is not None:
+            for key, bars in history.items():
+                s = self._get(key)
+                s.log.extend([b for b in bars if b.closed])
+                s.forming = next((b for b in reversed(bars) if not b.closed), None)
+            self._spawn(self._warm_market([symbol]))
+        self.symbols_version += 1
+        self._wake_all()
+
+    def pair_costs(self, a: str, b: str, timeframe: str, y: pd.Series, x: pd.Series, *,
+                   funding: FundingMode = "auto", slippage_model: SlippageModel = "fixed") -> PairCosts:
+        """Funding and quoted-spread inputs of a stored pair's backtest (``pair_costs``). Blocking."""
+        with Store(self._stored().db_path, readonly=True) as store:
+            return pair_costs(store, a, b, timeframe, y, x, funding=funding, slippage_model=slippage_model)
 
     # -- waking sessions -----------------------------------------------------------------------
     def subscribe(self, wake: Callable[[], bool]) -> Callable[[], None]:
@@ -275,7 +300,7 @@ class Hub:
             return
         history = self.closed_bars(spec.a, spec.timeframe) + self.closed_bars(spec.b, spec.timeframe)
         points = self.runtime.ingestion.pipeline.pairs.watch(spec, history)
-        log_ = self._pairs[spec] = _Log(self.buffer_bars)
+        log_ = self._pairs[spec] = Log(self.buffer_bars)
         log_.extend(points)
 
     def _apply_pairs(self, points: dict[PairSpec, list[PairPoint]]) -> None:

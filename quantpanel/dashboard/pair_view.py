@@ -19,6 +19,7 @@ from panel.viewable import Viewer
 from quantpanel.analytics import HedgeResult, PairReport, align, ols_hedge, pair_report, pair_series, price_stats
 from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
+from quantpanel.dashboard.market_cards import CarryCard
 from quantpanel.dashboard.plots import (
     PAIR_FRAME_COLUMNS,
     alert_markers,
@@ -113,6 +114,7 @@ class PairView(Viewer):
         self.tests = pn.pane.DataFrame(pd.DataFrame(), sizing_mode="stretch_width", css_classes=["qp-tests"])
         self.verdict = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-verdict"])
         self.error = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.carry = CarryCard()
         self.last_report: PairReport | None = None
         self.downloads = downloads(self.series_export, "pair", "pair series", css="qp-pair-download")
         self._name_downloads()
@@ -124,7 +126,7 @@ class PairView(Viewer):
                           pn.widgets.FloatInput.from_param(self.param.exit, width=90, step=0.1))
         self._layout = pn.Column(
             controls, self.error, pn.FlexBox(self.beta_card, self.r2_card, self.z_card, *self.downloads),
-            self.chart,
+            self.carry, self.chart,
             pn.pane.Markdown("#### Legs over the window"), self.stats,
             pn.FlexBox(self.run_button,
                        pn.pane.Markdown("ADF, Engle–Granger, half-life and Hurst over the loaded bars")),
@@ -153,6 +155,19 @@ class PairView(Viewer):
         self.param.a.objects = self.param.b.objects = syms
         self.param.timeframe.objects = [tf for tf in SERIES_TIMEFRAMES if tf in tfs]
         self.series_loaded = True
+
+    def offer_symbols(self, symbols: list[str]) -> None:
+        """Symbols followed now (one was added): in both pickers, beside what was offered."""
+        objs = list(dict.fromkeys([*symbols, *self.param.a.objects]))
+        if list(self.param.a.objects) != objs:
+            self.param.a.objects = self.param.b.objects = objs
+
+    def update_carry(self) -> None:
+        """Both legs' latest funding rates and the long spread's carry at the live static beta."""
+        hedge = self._stored_hedge if self.stored else self._hub.pair_hedge(self.spec)
+        m = self._hub.market
+        self.carry.refresh(self.a, self.b, m.view(self.a), m.view(self.b), hedge.beta if hedge else None,
+                           simulated=self._hub.replaying)
 
     async def load_series(self) -> None:
         """Offer the stored series (at session start, after an import)."""
@@ -204,6 +219,7 @@ class PairView(Viewer):
         if self.a == self.b:
             self.error.object, self.error.visible = "Pick two different symbols for leg A and leg B.", True
             return 0
+        self.update_carry()
         if self.stored:
             return 0
         self.error.visible = False

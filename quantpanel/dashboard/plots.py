@@ -17,8 +17,9 @@ import holoviews as hv
 import holoviews.plotting.bokeh  # registers the Bokeh backend's options
 import numpy as np
 import pandas as pd
+from holoviews.util.transform import dim
 
-from quantpanel.models import BAR_COLUMNS, Bar
+from quantpanel.models import BAR_COLUMNS, Bar, Liquidation
 
 if TYPE_CHECKING:  # for annotations only: this module of pure frame -> element functions stays light
     from quantpanel.alerts.engine import Alert
@@ -29,7 +30,9 @@ if TYPE_CHECKING:  # for annotations only: this module of pure frame -> element 
 hv.Store.set_current_backend("bokeh")
 
 __all__ = ["BAR_COLUMNS", "BAR_FRAME_COLUMNS", "bars_frame", "candle_frame", "empty_bars_frame", "candles", "volume",
-           "live", "live_candles", "candles_chart", "pair_frame", "spread_curve", "zscore_curve", "corr_curve",
+           "live", "live_candles", "marks_frame", "liquidations_frame", "liquidation_size", "mark_line",
+           "liquidation_markers", "MARK_COLUMNS", "LIQUIDATION_COLUMNS", "candles_chart", "pair_frame",
+           "spread_curve", "zscore_curve", "corr_curve",
            "thresholds", "betas", "spread_chart", "zscore_chart", "corr_chart", "betas_chart", "equity_frame",
            "equity_curve", "alert_markers", "markers_frame", "drawdown_area", "sweep_frame", "sweep_heatmap",
            "corr_frame", "empty_corr_frame", "corr_heatmap", "heatmap_chart"]
@@ -103,14 +106,71 @@ def live(template: hv.Element | hv.Overlay, stream: hv.streams.Stream) -> hv.Dyn
     return hv.DynamicMap(draw, streams=[stream])
 
 
-def live_candles(stream: hv.streams.Stream, *, title: str) -> hv.Layout:
+def live_candles(stream: hv.streams.Stream, *, title: str, marks: hv.streams.Stream | None = None,
+                 liquidations: hv.streams.Stream | None = None) -> hv.Layout:
     """Candles over volume, redrawn from ``stream`` (a Buffer of ``bars_frame`` rows); they share
-    their time axis (a Layout's default: no ``.opts`` on it, see ``live``)."""
+    their time axis (a Layout's default: no ``.opts`` on it, see ``live``).
+
+    With ``marks`` (a stream of ``marks_frame`` rows, its data renamed ``marks``) and
+    ``liquidations`` (``liquidations_frame`` rows, renamed ``liquidations``), the mark price line
+    and the liquidation markers are drawn over the candles: one overlay, one DynamicMap.
+    """
     empty = empty_bars_frame()
-    price = candles(empty).opts(height=300, responsive=True, xaxis=None, ylabel="price", title=title,
-                                tools=["xwheel_zoom", "xpan"], active_tools=["xpan"])
+    price = candles(empty)
+    if marks is not None and liquidations is not None:
+        price = price * mark_line(marks_frame([])) * liquidation_markers(liquidations_frame([]))
+    price = price.opts(height=300, responsive=True, xaxis=None, ylabel="price", title=title,
+                       tools=["xwheel_zoom", "xpan"], active_tools=["xpan"], show_legend=False)
     vol = volume(empty).opts(height=140, responsive=True, ylabel="volume", xlabel="time (UTC)")
-    return (live(price, stream) + live(vol, stream)).cols(1)
+    if marks is None or liquidations is None:
+        return (live(price, stream) + live(vol, stream)).cols(1)
+
+    def draw(data: pd.DataFrame, marks: pd.DataFrame, liquidations: pd.DataFrame) -> hv.Overlay:
+        frames = (data, data, marks, liquidations)  # wicks, bodies, mark line, markers
+        return price.clone([el.clone(f) for el, f in zip(price, frames, strict=True)])
+    return (hv.DynamicMap(draw, streams=[stream, marks, liquidations]) + live(vol, stream)).cols(1)
+
+
+# -- futures-native layers of the Market chart --------------------------------------------------
+MARK_COLUMNS = ("time", "mark")
+LIQUIDATION_COLUMNS = ("time", "liq_price", "liq_notional", "liq_side", "liq_size")
+
+
+def _ms_times(ms: Sequence[int]) -> np.ndarray:
+    return np.asarray(ms, dtype="int64").astype("datetime64[ms]").astype("datetime64[ns]")
+
+
+def marks_frame(points: Sequence[tuple[int, float]]) -> pd.DataFrame:
+    """(bar time ms, mark price) points as the mark line's rows."""
+    return pd.DataFrame({"time": _ms_times([p[0] for p in points]),
+                         "mark": np.array([p[1] for p in points], dtype="float64")})
+
+
+def liquidation_size(notional: np.ndarray) -> np.ndarray:
+    """Marker size in pixels: 5 at 1k of notional or less, +4 per tenfold, at most 28."""
+    return np.clip(5 + 4 * np.log10(np.maximum(notional, 1.0) / 1_000), 5, 28)
+
+
+def liquidations_frame(liqs: Sequence[Liquidation]) -> pd.DataFrame:
+    """Liquidations as markers: at the average fill price (else the order price), sized by
+    notional, side 1 for BUY (a short liquidated), 0 for SELL (a long liquidated)."""
+    price = np.array([x.avg_price if x.avg_price > 0 else x.price for x in liqs], dtype="float64")
+    notional = np.array([x.notional if x.notional > 0 else x.price * x.qty for x in liqs], dtype="float64")
+    return pd.DataFrame({"time": _ms_times([x.time for x in liqs]), "liq_price": price, "liq_notional": notional,
+                         "liq_side": np.array([x.side == "BUY" for x in liqs], dtype="float64"),
+                         "liq_size": liquidation_size(notional)})
+
+
+def mark_line(data: pd.DataFrame) -> hv.Curve:
+    """The mark price per bar (the last mark update in it)."""
+    return hv.Curve(data, "time", ("mark", "mark price")).opts(color="#6a1b9a", line_width=1.5, alpha=0.8)
+
+
+def liquidation_markers(data: pd.DataFrame) -> hv.Points:
+    """Liquidations: red a long liquidated (SELL), green a short (BUY), area growing with notional."""
+    return hv.Points(data, ["time", ("liq_price", "price")], ["liq_notional", "liq_side", "liq_size"]).opts(
+        color="liq_side", **_SIDE_COLOURS, size=dim("liq_size"), marker="circle", alpha=0.7,
+        line_color="#212121", tools=["hover"], show_legend=False)
 
 
 def candles_chart(bars_df: pd.DataFrame, *, title: str = "") -> hv.Layout:

@@ -42,8 +42,30 @@ from quantpanel.dashboard.plots import (
 )
 from quantpanel.errors import QuantPanelError
 from quantpanel.models import timeframe_ms
+from quantpanel.pipeline.pair_costs import FundingMode, PairCosts, SlippageModel
 
-__all__ = ["StrategyView", "StrategyRun"]
+__all__ = ["StrategyView", "StrategyRun", "costs_note"]
+
+
+def costs_note(run: StrategyRun, result: BacktestResult, costs: PairCosts) -> str:
+    """What the run charged beyond fees, and why funding is off when it is."""
+    events = ", ".join(f"{n} for {leg}" for leg, n in costs.funding_events.items())
+    if result.funding_included:
+        text = (f"**Funding included**: {result.funding:+,.6g} ({'received' if result.funding >= 0 else 'paid'}) "
+                f"from the stored funding events ({events}), in equity, total P&L and Sharpe; each trade's "
+                "funding is in the trades table.")
+        if costs.funding_unmatched:
+            text += f" {costs.funding_unmatched} events fell in no aligned bar and were not charged."
+    else:
+        why = "funding set to off" if run.funding == "off" else costs.why_no_funding or "no funding events"
+        text = f"**Funding off**: {why}."
+    if result.slippage_model == "half_spread":
+        quoted = ", ".join(f"{n:,} bars quoted for {leg}" for leg, n in costs.quoted_bars.items())
+        text += (f" Slippage: half the quoted spread of each fill's bar ({quoted}); {result.quote_fallbacks} "
+                 f"leg-trades had no stored quote and paid {run.slippage_bps:g} bps instead.")
+    else:
+        text += f" Slippage: fixed {run.slippage_bps:g} bps per leg."
+    return text
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,8 @@ class StrategyRun:
     stop: float | None
     fee_bps: float
     slippage_bps: float
+    funding: FundingMode = "auto"
+    slippage_model: SlippageModel = "fixed"
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,7 @@ class _Inputs:
     z: np.ndarray
     beta: np.ndarray
     bars_per_year: float
+    costs: PairCosts  # funding per bar and quoted spreads: keyword arguments of backtest/sweep
 
 
 class StrategyView(Viewer):
@@ -79,6 +104,11 @@ class StrategyView(Viewer):
     stop = param.Number(default=0.0, bounds=(0, None), label="Stop |z| (0 = none)")
     fee_bps = param.Number(default=4.0, bounds=(0, None), label="Fee (bps per leg)")
     slippage_bps = param.Number(default=0.0, bounds=(0, None), label="Slippage (bps per leg)")
+    funding: param.Selector[FundingMode] = param.Selector(
+        default="auto", objects={"auto (when stored for both legs)": "auto", "off": "off"}, label="Funding")
+    slippage_model: param.Selector[SlippageModel] = param.Selector(
+        default="fixed", objects={"fixed slippage bps": "fixed", "half the quoted spread": "half_spread"},
+        label="Cost mode")
     entry_grid = param.String(default="1:3:0.25", label="Entry grid (start:stop:step)")
     exit_grid = param.String(default="0:1:0.25", label="Exit grid (start:stop:step)")
 
@@ -87,12 +117,15 @@ class StrategyView(Viewer):
         params.setdefault("stop", bt.stop or 0.0)
         params.setdefault("fee_bps", bt.fee_bps)
         params.setdefault("slippage_bps", bt.slippage_bps)
+        params.setdefault("funding", bt.funding)
+        params.setdefault("slippage_model", bt.slippage_model)
         super().__init__(**params)
         self._hub = hub
         self.pair = pair
         self.result: BacktestResult | None = None
         self.sweep_result: SweepResult | None = None
         self.run: StrategyRun | None = None
+        self.costs: PairCosts | None = None
         self._trades = pd.DataFrame()
 
         self.equity = hv.streams.Pipe(data=equity_frame(pd.DatetimeIndex([]), np.zeros(0)))
@@ -126,7 +159,8 @@ class StrategyView(Viewer):
         cards = {"total_pnl": ("total P&L", "{value:,.4g}"), "n_trades": ("trades", "{value:.0f}"),
                  "win_rate": ("win rate", "{value:.0%}"), "avg_trade": ("avg trade", "{value:,.4g}"),
                  "max_drawdown": ("max drawdown", "{value:,.4g}"), "sharpe": ("Sharpe (ann.)", "{value:.3g}"),
-                 "fees": ("costs", "{value:,.4g}")}
+                 "fees": ("costs", "{value:,.4g}"), "slippage": ("of which slippage", "{value:,.4g}"),
+                 "funding": ("funding (− = paid)", "{value:+,.4g}")}
         self.cards = {k: pn.indicators.Number(label=label, format=fmt, value=float("nan"), font_size="18pt",
                                               title_size="10pt", css_classes=[f"qp-card-{k}"])
                       for k, (label, fmt) in cards.items()}
@@ -143,6 +177,7 @@ class StrategyView(Viewer):
         self.message = pn.pane.Markdown("", css_classes=["qp-strategy-message"])
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["qp-strategy-error"])
         self.summary = pn.pane.Markdown("", css_classes=["qp-strategy-summary"])
+        self.costs_note = pn.pane.Markdown("", css_classes=["qp-costs-note"])
 
         controls = pn.FlexBox(
             pn.widgets.FloatInput.from_param(pair.param.entry, width=100, step=0.1),
@@ -151,6 +186,8 @@ class StrategyView(Viewer):
             pn.widgets.FloatInput.from_param(self.param.fee_bps, width=140, step=0.5),
             pn.widgets.FloatInput.from_param(self.param.slippage_bps, width=160, step=0.5),
             pn.widgets.Select.from_param(self.param.beta_mode, width=200),
+            pn.widgets.Select.from_param(self.param.funding, width=220),
+            pn.widgets.Select.from_param(self.param.slippage_model, width=200),
         )
         sweep_controls = pn.FlexBox(
             pn.widgets.TextInput.from_param(self.param.entry_grid, width=200),
@@ -159,7 +196,7 @@ class StrategyView(Viewer):
         )
         self._layout = pn.Column(
             self.summary, controls, pn.FlexBox(self.run_button, *self.downloads, self.progress, self.message),
-            self.error, self._results_slot,
+            self.error, self._results_slot, self.costs_note,
             pn.pane.Markdown("#### Trades"), self.trades_table,
             pn.pane.Markdown("#### Parameter sweep"), sweep_controls, self._heat_slot,
             sizing_mode="stretch_width", name="Backtest")
@@ -182,7 +219,7 @@ class StrategyView(Viewer):
         if p.a == p.b:
             raise QuantPanelError("pick two different symbols for leg A and leg B in the Pair tab")
         return StrategyRun(p.a, p.b, p.timeframe, p.window, p.lookback, self.beta_mode,
-                           self.stop or None, self.fee_bps, self.slippage_bps)
+                           self.stop or None, self.fee_bps, self.slippage_bps, self.funding, self.slippage_model)
 
     def _inputs(self, run: StrategyRun) -> _Inputs:
         """Blocking: stored closes -> aligned legs -> signal. Runs in a worker thread."""
@@ -191,19 +228,22 @@ class StrategyView(Viewer):
         k = self._hub.config.kalman
         sig = pair_signal(y, x, mode=run.beta_mode, window=run.window, lookback=run.lookback or None,
                           delta=k.delta, ve=k.ve)
+        costs = self._hub.pair_costs(run.a, run.b, run.timeframe, y, x, funding=run.funding,
+                                     slippage_model=run.slippage_model)
         return _Inputs(pd.DatetimeIndex(y.index), y.to_numpy(), x.to_numpy(), sig.z, sig.beta,
-                       365 * 86_400_000 / timeframe_ms(run.timeframe))
+                       365 * 86_400_000 / timeframe_ms(run.timeframe), costs)
 
     def _backtest(self, run: StrategyRun, entry: float, exit: float) -> tuple[_Inputs, BacktestResult]:
         i = self._inputs(run)
         return i, backtest(i.y, i.x, i.z, i.beta, entry=entry, exit=exit, stop=run.stop,
                            fee_bps=run.fee_bps, slippage_bps=run.slippage_bps,
-                           bars_per_year=i.bars_per_year)
+                           bars_per_year=i.bars_per_year, **i.costs.kwargs)
 
     def _sweep(self, run: StrategyRun, entries: np.ndarray, exits: np.ndarray) -> tuple[_Inputs, SweepResult]:
         i = self._inputs(run)
         return i, sweep(i.y, i.x, i.z, i.beta, entries=entries, exits=exits, stop=run.stop,
-                        fee_bps=run.fee_bps, slippage_bps=run.slippage_bps, bars_per_year=i.bars_per_year)
+                        fee_bps=run.fee_bps, slippage_bps=run.slippage_bps, bars_per_year=i.bars_per_year,
+                        **i.costs.kwargs)
 
     def _busy(self, what: str | None) -> None:
         running = what is not None
@@ -268,7 +308,7 @@ class StrategyView(Viewer):
 
     # -- showing -------------------------------------------------------------------------------
     def show_backtest(self, run: StrategyRun, inputs: _Inputs, result: BacktestResult) -> None:
-        self.run, self.result = run, result
+        self.run, self.result, self.costs = run, result, inputs.costs
         if self._equity_pane not in self._results_slot.objects:
             self._results_slot.objects = [pn.FlexBox(*self.cards.values()), self._equity_pane]
         for key, card in self.cards.items():
@@ -280,6 +320,8 @@ class StrategyView(Viewer):
         rename(self.downloads, f"trades-{run.a}-{run.b}-{run.timeframe}-{run.beta_mode}")
         for button in self.downloads:
             button.disabled = False
+        self.cards["funding"].label = "funding (− = paid)" if result.funding_included else "funding (off)"
+        self.costs_note.object = costs_note(run, result, inputs.costs)
         self.message.object = (f"{len(inputs.times):,} bars · entry {result.entry:g} · exit "
                                f"{result.exit:g} · stop {result.stop if result.stop else 'none'} · "
                                f"{run.beta_mode} signal")

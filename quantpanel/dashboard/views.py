@@ -7,7 +7,6 @@ from functools import cached_property
 from html import escape
 from typing import ClassVar
 
-import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
@@ -19,96 +18,15 @@ from quantpanel.dashboard.exports import downloads, rename
 from quantpanel.dashboard.hub import Hub
 from quantpanel.dashboard.offline_view import OfflineView
 from quantpanel.dashboard.pair_view import PairView
-from quantpanel.dashboard.plots import BAR_COLUMNS, bars_frame, empty_bars_frame, live_candles
+from quantpanel.dashboard.plots import BAR_COLUMNS
 from quantpanel.dashboard.replay_view import ReplayView, replay_clock
-from quantpanel.dashboard.session import LivePush, every, one_message, session_doc, show_live
+from quantpanel.dashboard.session import LivePush, every, one_message, session_doc
 from quantpanel.dashboard.strategy_view import StrategyView
-from quantpanel.dashboard.streaming import LiveChart
-from quantpanel.models import Bar, timeframe_ms
+from quantpanel.dashboard.symbol_view import SymbolView
+from quantpanel.dashboard.symbols_control import SymbolControls
 from quantpanel.pipeline.runtime import Status
 
 __all__ = ["SymbolView", "StatusStrip", "SourceBanner", "Dashboard"]
-
-
-class SymbolView(Viewer):
-    """Metric cards and a candlestick + volume chart for one symbol, fed through Buffer streams."""
-
-    symbol = param.String()
-    timeframe = param.String(default="1s")
-
-    def __init__(self, hub: Hub, **params: object) -> None:
-        super().__init__(**params)
-        self._hub = hub
-        self._seq: int | None = None
-        n = hub.buffer_bars
-        # Closed bars only: each HoloViews refresh costs far more than the data, and ANALYTICS.md
-        # leaves drawing the forming bar optional. Its live price is in the cards.
-        self.buffer = hv.streams.Buffer(empty_bars_frame(), length=n, index=False)
-        # the bars so far, before the chart is first drawn: HoloViews draws them in its first
-        # render, and the session's first pull has only newer bars to stream
-        d = hub.since(self.symbol, self.timeframe, None)
-        if d.closed:
-            self.buffer.update(data=bars_frame(d.closed, timeframe_ms(self.timeframe)))
-        self._seq = d.seq if d.closed else None
-        # panes of other symbols must not share y
-        self.chart = LiveChart(live_candles(self.buffer, title=self.symbol),
-                               sizing_mode="stretch_width", linked_axes=False)
-        fmt = "{value:,.6g}"
-        self.last = pn.indicators.Number(label=f"{self.symbol} last", value=0.0, format=fmt,
-                                         font_size="22pt", title_size="10pt")
-        self.change = pn.indicators.Number(
-            label="change % (window)", value=0.0, format="{value:+.3f}%", font_size="22pt",
-            title_size="10pt", colors=[(0.0, "#ef5350"), (1e9, "#26a69a")])
-        self.volume = pn.indicators.Number(label="volume (window)", value=0.0, format=fmt,
-                                           font_size="22pt", title_size="10pt")
-        self._layout = pn.Column(pn.Row(self.last, self.change, self.volume), self.chart,
-                                 sizing_mode="stretch_width", name=self.symbol)
-        if d.closed:
-            self._update_cards(d.forming, all_cards=True)
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self._layout
-
-    @param.depends("timeframe", watch=True)
-    def _on_timeframe(self) -> None:
-        self._seq = None  # next pull replaces the buffer with the new timeframe's bars
-
-    def behind(self) -> bool:
-        """Bars closed since the last pull: the next pull refreshes the chart."""
-        return self._seq is None or self._hub.seq(self.symbol, self.timeframe) != self._seq
-
-    def pull(self, *, charts: bool = True, cards: bool = True) -> int:
-        """Catch up with the hub; returns the number of closed bars sent. ``charts=False``: the
-        closed bars wait for a later pull; ``cards=False``: of the cards, only the last price
-        (the window's change and volume follow at the charts' pace: each card change is a
-        model update the session's browser is sent)."""
-        if not charts and self._seq is not None:
-            self._update_cards(self._hub.forming(self.symbol, self.timeframe), all_cards=cards)
-            return 0
-        d = self._hub.since(self.symbol, self.timeframe, self._seq)
-        tf_ms = timeframe_ms(self.timeframe)
-        rows = bars_frame(d.closed, tf_ms) if d.closed else None
-        if d.reset:
-            self.chart.reset(self.buffer, rows)
-        elif rows is not None:
-            self.chart.append(self.buffer, rows)
-        self._seq = d.seq
-        self._update_cards(d.forming, all_cards=True)
-        return len(d.closed)
-
-    def _update_cards(self, forming: Bar | None, *, all_cards: bool) -> None:
-        data = self.buffer.data
-        last = forming.close if forming is not None else (
-            float(data["close"].iloc[-1]) if len(data) else None)
-        if last is None:
-            return
-        show_live(self.last, last)
-        if not all_cards:
-            return
-        first = float(data["open"].iloc[0]) if len(data) else (forming.open if forming else last)
-        vol = float(data["volume"].sum()) + (forming.volume if forming is not None else 0.0)
-        self.change.value = (last / first - 1.0) * 100.0 if first else 0.0
-        self.volume.value = vol
 
 
 class SourceBanner(Viewer):
@@ -126,7 +44,8 @@ class SourceBanner(Viewer):
         if status.source == "REPLAY":
             kind = "SIMULATED data" if status.simulated else "REAL recorded data"
             text = (f"**REPLAY** — Binance is not connected; replaying {kind}: "
-                    f"{escape(status.label)}")
+                    f"{escape(status.label)}. Mark price, funding, liquidations and open interest are "
+                    f"SIMULATED; the best bid/ask quotes are the recording's real bookTicker.")
         else:
             text = ""
         if text != self._alert.object:
@@ -156,6 +75,10 @@ class StatusStrip(Viewer):
             unfilled = f", <b>{status.gaps_unfilled} unfilled</b>" if status.gaps_unfilled else ""
             clock += (f" · <span class='qp-gaps'>{status.gaps} gaps, {status.backfilled:,} trades "
                       f"backfilled{unfilled}</span>")
+        if status.silent_streams:
+            names = ", ".join(status.silent_streams)
+            clock += (f" · <span class='qp-silent' style='color:#c62828'>silent streams: {escape(names)} "
+                      f"(subscribed, nothing delivered: wrong route?)</span>")
         if load > 1:
             clock += (f" · <span class='qp-throttled' style='color:#6a1b9a'>throttled: {sessions} sessions "
                       f"watching, charts every {chart_s * load:g} s</span>")
@@ -178,9 +101,9 @@ class Dashboard(Viewer):
 
     def __init__(self, hub: Hub, **params: object) -> None:
         cfg = hub.config
-        self.param.symbols.objects = list(cfg.symbols)
+        self.param.symbols.objects = list(hub.symbols)
         self.param.timeframe.objects = list(cfg.timeframes)
-        params.setdefault("symbols", list(cfg.symbols[:2]))
+        params.setdefault("symbols", list(hub.symbols[:2]))
         params.setdefault("timeframe", cfg.dashboard.default_timeframe)
         super().__init__(**params)
         self._hub = hub
@@ -191,9 +114,12 @@ class Dashboard(Viewer):
         self.bar_downloads = downloads(self.bars_export, "bars", "bars", css="qp-bars-download")
         self.alerts = AlertsView(hub)  # its toasts show in every tab
         self.replay = ReplayView(hub)  # its control bar is above the tabs
+        self.symbol_controls = SymbolControls(hub, on_added=self._symbol_added)
+        self._symbols_version = hub.symbols_version
         self._controls = pn.Column(
             pn.widgets.MultiChoice.from_param(self.param.symbols, name="Symbols"),
             pn.widgets.RadioButtonGroup.from_param(self.param.timeframe, name="Timeframe"),
+            self.symbol_controls,
         )
         self._callback: object | None = None  # every()'s handle, once started
         self._live: LivePush | None = None
@@ -280,6 +206,26 @@ class Dashboard(Viewer):
         if self._callback is not None:
             self.pull()
 
+    def _symbol_added(self, symbol: str) -> None:
+        """This session added ``symbol``: its Market tab shows it at once."""
+        self.refresh_symbols()
+        if symbol not in self.symbols:
+            self.symbols = [*self.symbols, symbol]
+
+    def refresh_symbols(self) -> None:
+        """Offer the symbols followed now in every picker (one was added or removed somewhere)."""
+        self._symbols_version = self._hub.symbols_version
+        syms = list(self._hub.symbols)
+        if list(self.param.symbols.objects) != syms:
+            self.param.symbols.objects = syms
+        chosen = [s for s in self.symbols if s in syms]
+        if chosen != self.symbols:
+            self.symbols = chosen
+        self.symbol_controls.refresh(syms)
+        self.alerts.offer_symbols(syms)
+        if self._built("pair"):
+            self.pair.offer_symbols(syms)
+
     def bars_export(self) -> pd.DataFrame:
         """The closed bars the Market charts show, one symbol after another."""
         frames = [v.buffer.data[list(BAR_COLUMNS)].assign(symbol=s) for s, v in self._views.items()]
@@ -342,6 +288,8 @@ class Dashboard(Viewer):
         self.status.refresh(status, load=self._hub.load(), sessions=self._hub.sessions_subscribed,
                          chart_s=cfg.chart_refresh_ms / 1000)
         self.replay.pull(status)
+        if self._symbols_version != self._hub.symbols_version:
+            self.refresh_symbols()
         self.alerts.pull()  # toasts in every tab
         # Only the visible tab: every chart refresh costs server CPU; a hidden one catches up
         # with a single update when it is shown.

@@ -20,7 +20,7 @@ live match bars built from historical dumps, which have no ``nq``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import orjson
 
 from quantpanel.errors import FrameError
-from quantpanel.models import Tick
+from quantpanel.models import MarketEvent, Tick
 
 __all__ = [
     "AGG_TRADES_DEFAULT_LIMIT",
@@ -94,14 +94,12 @@ def symbol_of_stream(stream: str) -> str:
     return stream.split("@", 1)[0].upper()
 
 
-def combined_stream_url(base: str, symbols: Iterable[str]) -> str:
-    """The combined-stream URL for ``symbols``' aggTrades on ``base`` (a ``.../stream`` endpoint).
-
-    ``base`` may already carry a query; its ``streams`` parameter is replaced.
-    """
+def combined_stream_url(base: str, streams: Iterable[str]) -> str:
+    """The combined-stream URL for ``streams`` (names such as ``btcusdt@aggTrade``) on ``base``
+    (a ``.../stream`` endpoint). ``base`` may already carry a query; its ``streams`` parameter is
+    replaced."""
     parts = urlsplit(base)
-    streams = "/".join(agg_trade_stream(s) for s in symbols)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, f"streams={streams}", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, f"streams={'/'.join(streams)}", ""))
 
 
 def streams_of_path(path: str) -> set[str] | None:
@@ -239,6 +237,15 @@ def parse_agg_trades(symbol: str, body: bytes) -> list[Tick]:
 _INF = math.inf
 _NAN = math.nan
 _new_tick = tuple.__new__  # a Tick from its fields without NamedTuple's keyword handling: the hot path
+_MARKET_EVENTS: dict[str, Callable[[dict[str, Any]], MarketEvent]] = {}
+
+
+def _market_events() -> dict[str, Callable[[dict[str, Any]], MarketEvent]]:
+    """The other events a feed keeps, by their ``e``, each with its one validator (TEMP lazy)."""
+    if not _MARKET_EVENTS:
+        from quantpanel.feeds.binance_market import book_ticker_quote, force_order, mark_price
+        _MARKET_EVENTS.update(bookTicker=book_ticker_quote, markPriceUpdate=mark_price, forceOrder=force_order)
+    return _MARKET_EVENTS
 
 
 def agg_trade_tick(data: dict[str, Any], symbol: str | None = None) -> Tick:
@@ -285,13 +292,14 @@ def agg_trade_tick(data: dict[str, Any], symbol: str | None = None) -> Tick:
     return _new_tick(Tick, (sym, t, a, price, qty, m))
 
 
-def parse_frame(raw: str | bytes) -> tuple[Tick, int] | str:
+def parse_frame(raw: str | bytes) -> tuple[Tick, int] | MarketEvent | str:
     """Parse one text frame.
 
-    Returns ``(tick, event_time_ms)`` for an aggTrade (checked by ``agg_trade_tick``), else the
-    kind of message as a string: the event type (``"bookTicker"``, ``"depthUpdate"``, ...),
-    ``"response"`` for a control reply or ``"error"`` for a control error. Raises ``FrameError``
-    for anything malformed, so the caller can count and drop it.
+    Returns ``(tick, event_time_ms)`` for an aggTrade (checked by ``agg_trade_tick``); a ``Quote``,
+    ``MarkPrice`` or ``Liquidation`` for a bookTicker, markPriceUpdate or forceOrder (checked by
+    ``binance_market``'s validators); else the kind of message as a string: the event type
+    (``"depthUpdate"``, ``"kline"``, ...), ``"response"`` for a control reply or ``"error"`` for a
+    control error. Raises ``FrameError`` for anything malformed, so the caller can count and drop it.
     """
     try:
         msg = orjson.loads(raw)
@@ -304,6 +312,9 @@ def parse_frame(raw: str | bytes) -> tuple[Tick, int] | str:
         raise FrameError(f"'data' is {type(data).__name__}, not an object")
     event = data.get("e")
     if event != "aggTrade":
+        market = _market_events().get(event)  # type: ignore[arg-type]
+        if market is not None:
+            return market(data)
         if event is not None:
             return str(event)
         if "result" in msg and "id" in msg:

@@ -1,8 +1,15 @@
-"""The feed connection: one WebSocket for all symbols' aggTrades, micro-batched into the pipeline.
+"""The feed connection: one WebSocket per Binance route for all symbols' streams, micro-batched
+into the pipeline.
 
 The same code talks to Binance and to the local exchange; only the URL differs. It reconnects
 with exponential backoff and jitter, a watchdog replaces a connection that went silent, and a
 malformed frame is logged, counted and dropped without touching the rest of the stream.
+
+``kinds`` are the per-symbol streams of this connection (``aggTrade``, ``markPrice@1s``,
+``forceOrder`` on the market route; ``bookTicker`` on the public one). Binance acknowledges a
+subscription on the wrong route and then never delivers it, so a stream that has sent nothing
+``stream_silence_s`` after it was subscribed is reported by name (``FeedStats.silent_streams``);
+``forceOrder`` is exempt: liquidations can be rare for hours.
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from quantpanel.errors import FrameError
 from quantpanel.feeds.binance_futures import (
     ControlMethod,
-    agg_trade_stream,
     combined_stream_url,
     control_message,
     parse_frame,
 )
-from quantpanel.models import Tick, TickBatch
+from quantpanel.feeds.binance_market import stream_name
+from quantpanel.models import Liquidation, MarketBatch, MarkPrice, Quote, Tick, TickBatch
 
 __all__ = ["FeedConnection", "FeedStats"]
 
 log = logging.getLogger(__name__)
+#: Streams that may legitimately stay quiet for long: never reported as silent.
+_MAY_BE_QUIET = frozenset({"forceOrder"})
 
 
 @dataclass
@@ -50,7 +59,11 @@ class FeedStats:
     ticks: int = 0
     batches: int = 0
     malformed: int = 0
+    quotes: int = 0  # bookTicker updates
+    marks: int = 0  # markPriceUpdates
+    liquidations: int = 0  # forceOrders
     other_events: Counter[str] = field(default_factory=Counter)
+    silent_streams: dict[str, str] = field(default_factory=dict)  # stream -> why it is reported
     last_error: str = ""
     last_event_ms: int = 0  # exchange event time E of the newest tick
     last_tick_ms: int = 0  # trade time T of the newest tick
@@ -58,10 +71,11 @@ class FeedStats:
 
 
 class FeedConnection:
-    """Stream aggTrades of ``symbols`` from ``base_url`` and hand ``TickBatch``es to ``on_batch``.
+    """Stream ``kinds`` of ``symbols`` from ``base_url``: trades as ``TickBatch``es to ``on_batch``,
+    quotes, marks and liquidations as ``MarketBatch``es to ``on_market``.
 
-    ``on_batch`` is called on the event loop, in arrival order, at most every
-    ``batch_interval_ms`` or whenever ``batch_max_ticks`` ticks are pending.
+    Both are called on the event loop, in arrival order, at most every ``batch_interval_ms`` or
+    whenever ``batch_max_ticks`` ticks are pending.
     """
 
     def __init__(
@@ -77,10 +91,16 @@ class FeedConnection:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_connection_age_s: float = 0.0,
+        kinds: Iterable[str] = ("aggTrade",),
+        on_market: Callable[[MarketBatch], object] | None = None,
+        stream_silence_s: float = 15.0,
     ) -> None:
         self.base_url = base_url
         self.symbols: list[str] = [s.upper() for s in symbols]
+        self.kinds: tuple[str, ...] = tuple(kinds)
         self.on_batch = on_batch
+        self.on_market = on_market
+        self.stream_silence = stream_silence_s
         self.batch_max = batch_max_ticks
         self.batch_interval = batch_interval_ms / 1000
         self.silence_timeout = silence_timeout_s
@@ -94,6 +114,10 @@ class FeedConnection:
         self.connected = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._pending: list[Tick] = []
+        self._quotes: list[Quote] = []
+        self._marks: list[MarkPrice] = []
+        self._liquidations: list[Liquidation] = []
+        self._awaited: dict[str, float] = {}  # stream -> when subscribed, until its first frame
         self._max_event = 0
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -109,7 +133,7 @@ class FeedConnection:
         flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
         try:
             while not self._stopping:
-                url = combined_stream_url(self.base_url, self.symbols)
+                url = combined_stream_url(self.base_url, self.streams())
                 self.stats.state = "connecting"
                 self.stats.url = url
                 started = time.monotonic()
@@ -152,19 +176,27 @@ class FeedConnection:
         if self._ws is not None:
             await self._ws.close()
 
+    def streams(self, symbols: Iterable[str] | None = None) -> list[str]:
+        """The stream names of ``symbols`` (default: all followed) on this connection."""
+        return [stream_name(s, k) for s in (self.symbols if symbols is None else symbols) for k in self.kinds]
+
     async def subscribe(self, symbols: Iterable[str], timeout: float = 5.0) -> None:
         """Add symbols on the open connection (and to every later reconnect)."""
         new = [s.upper() for s in symbols if s.upper() not in self.symbols]
         self.symbols.extend(new)
         if new and self._ws is not None:
-            await self._request("SUBSCRIBE", [agg_trade_stream(s) for s in new], timeout)
+            await self._request("SUBSCRIBE", self.streams(new), timeout)
+            self._await(self.streams(new))
 
     async def unsubscribe(self, symbols: Iterable[str], timeout: float = 5.0) -> None:
         """Remove symbols on the open connection (and from every later reconnect)."""
         gone = [s.upper() for s in symbols if s.upper() in self.symbols]
         self.symbols = [s for s in self.symbols if s not in gone]
+        for name in self.streams(gone):
+            self._awaited.pop(name, None)
+            self.stats.silent_streams.pop(name, None)
         if gone and self._ws is not None:
-            await self._request("UNSUBSCRIBE", [agg_trade_stream(s) for s in gone], timeout)
+            await self._request("UNSUBSCRIBE", self.streams(gone), timeout)
 
     async def list_subscriptions(self, timeout: float = 5.0) -> list[str]:
         result = await self._request("LIST_SUBSCRIPTIONS", [], timeout)
@@ -194,6 +226,8 @@ class FeedConnection:
         self.connected.set()
         log.info("feed connected to %s", url.split("?")[0])
         self._last_frame = time.monotonic()
+        self._awaited.clear()
+        self._await(self.streams())
         if self.on_connect is not None:
             self._flush()  # what arrived before stays ahead of the probe's trades
             self.on_connect()
@@ -210,7 +244,7 @@ class FeedConnection:
                 # Binance cuts a connection at 24 h: open the next one first, let both stream
                 # until the new one delivers, then close the old (the ids drop the overlap).
                 try:
-                    new = await self._connect(combined_stream_url(self.base_url, self.symbols))
+                    new = await self._connect(combined_stream_url(self.base_url, self.streams()))
                 except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                     log.warning("feed rollover failed (%s); keeping the current connection", exc)
                     continue
@@ -238,13 +272,40 @@ class FeedConnection:
                 first.set()
             self._on_frame(raw)
 
+    def _await(self, streams: Iterable[str]) -> None:
+        now = time.monotonic()
+        for name in streams:
+            if name.split("@", 1)[1] not in _MAY_BE_QUIET:
+                self._awaited[name] = now
+
+    def _heard(self, name: str) -> None:
+        """``name`` delivered a frame: no longer awaited (nor reported silent)."""
+        if self._awaited.pop(name, None) is not None and self.stats.silent_streams.pop(name, ""):
+            log.info("feed: %s is delivering now", name)
+
+    def _check_streams(self) -> None:
+        """Report each subscribed stream that has sent nothing for ``stream_silence`` s."""
+        now = time.monotonic()
+        for name, since in self._awaited.items():
+            if name not in self.stats.silent_streams and now - since > self.stream_silence:
+                why = (f"{name} subscribed on {self.base_url} but silent for {self.stream_silence:g} s "
+                       f"(acknowledged, never delivered: the wrong route or URL?)")
+                self.stats.silent_streams[name] = why
+                log.warning("feed: %s", why)
+
     async def _watchdog(self) -> None:
-        """Close a connection that sent nothing for ``silence_timeout`` s, so run() reconnects."""
+        """Close a connection that sent nothing for ``silence_timeout`` s, so run() reconnects;
+        report streams that never delivered."""
         while True:
             await asyncio.sleep(min(self.silence_timeout / 4, 1.0))
             if self.expect_silence:  # the source is paused on purpose (a paused replay)
                 self._last_frame = time.monotonic()
-            elif time.monotonic() - self._last_frame > self.silence_timeout:
+                for name in self._awaited:
+                    self._awaited[name] = self._last_frame
+                continue
+            if self._awaited:
+                self._check_streams()
+            if time.monotonic() - self._last_frame > self.silence_timeout:
                 self.stats.watchdog_reconnects += 1
                 self._silent = True
                 log.warning("feed silent for %.1f s: reconnecting", self.silence_timeout)
@@ -261,18 +322,31 @@ class FeedConnection:
             self.stats.malformed += 1
             log.warning("dropped malformed frame: %s", exc)
             return
-        if isinstance(parsed, str):
-            if parsed in ("response", "error"):
-                self._on_reply(raw)
-            else:
-                self.stats.other_events[parsed] += 1
+        if parsed.__class__ is not tuple:
+            self._on_other(parsed, raw)  # type: ignore[arg-type]
             return
-        tick, event_ms = parsed
+        tick, event_ms = parsed  # type: ignore[misc]
         self._pending.append(tick)
         if event_ms > self._max_event:
             self._max_event = event_ms
         if len(self._pending) >= self.batch_max:
             self._flush()
+
+    def _on_other(self, parsed: Quote | MarkPrice | Liquidation | str, raw: str | bytes) -> None:
+        st = self.stats
+        if isinstance(parsed, Quote):
+            self._quotes.append(parsed)
+            st.quotes += 1
+        elif isinstance(parsed, MarkPrice):
+            self._marks.append(parsed)
+            st.marks += 1
+        elif isinstance(parsed, Liquidation):
+            self._liquidations.append(parsed)
+            st.liquidations += 1
+        elif parsed in ("response", "error"):
+            self._on_reply(raw)
+        else:
+            st.other_events[parsed] += 1
 
     def _on_reply(self, raw: str | bytes) -> None:
         msg = orjson.loads(raw)
@@ -287,9 +361,14 @@ class FeedConnection:
             fut.set_result(msg.get("result"))
 
     def _flush(self) -> None:
+        if self._quotes or self._marks or self._liquidations:
+            self._flush_market()
         if not self._pending:
             return
         ticks, self._pending = tuple(self._pending), []
+        if self._awaited:
+            for sym in {t.symbol for t in ticks}:
+                self._heard(stream_name(sym, "aggTrade"))
         now = int(time.time() * 1000)
         last = ticks[-1]
         st = self.stats
@@ -299,6 +378,19 @@ class FeedConnection:
         st.last_event_ms = max(st.last_event_ms, self._max_event)
         st.last_recv_wall_ms = now
         self.on_batch(TickBatch(ticks, now, self._max_event))
+
+    def _flush_market(self) -> None:
+        batch = MarketBatch(tuple(self._quotes), tuple(self._marks), tuple(self._liquidations),
+                            int(time.time() * 1000))
+        self._quotes, self._marks, self._liquidations = [], [], []
+        if self._awaited:
+            heard = {stream_name(q.symbol, "bookTicker") for q in batch.quotes}
+            mark_kinds = [k for k in self.kinds if k.startswith("markPrice")]
+            heard.update(stream_name(m.symbol, k) for m in batch.marks for k in mark_kinds)
+            for name in heard:
+                self._heard(name)
+        if self.on_market is not None:
+            self.on_market(batch)
 
     async def _flush_periodically(self) -> None:
         while True:

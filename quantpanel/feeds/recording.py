@@ -1,5 +1,6 @@
 """A recording to replay: trades of one or more symbols sorted by time, loaded from any file
-``trade_files`` reads or from stored ticks.
+``trade_files`` reads or from stored ticks, and optionally the quotes (bookTicker) recorded beside
+them, which the local exchange serves on its ``/public`` route in step with the trades.
 
 A replay needs contiguous ids for the feed's gap detection: ``load_recording`` renumbers trades
 recorded without ids (NDJSON ticks, whose stable synthetic keys the importer stores) 1..N per
@@ -16,12 +17,14 @@ from pathlib import Path
 
 from quantpanel.errors import ImportFileError
 from quantpanel.feeds.binance_futures import RecordedTrade
-from quantpanel.feeds.trade_files import read_trades
+from quantpanel.feeds.binance_market import RecordedQuote
+from quantpanel.feeds.trade_files import read_book_tickers, read_trades
 from quantpanel.models import Tick, is_synthetic_id
 
 __all__ = [
     "Recording",
     "load_recording",
+    "load_quotes",
     "recording_from_ticks",
     "with_contiguous_ids",
     "to_tick",
@@ -30,11 +33,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Recording:
-    """Trades of one or more symbols, sorted by (time, symbol, agg_id), ready to replay."""
+    """Trades of one or more symbols, sorted by (time, symbol, agg_id), ready to replay, and the
+    quotes recorded beside them (if any), sorted by (time T, symbol, update id)."""
 
     trades: tuple[RecordedTrade, ...]
     source: str
     counts: dict[str, int] = field(default_factory=dict)
+    quotes: tuple[RecordedQuote, ...] = ()
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -72,7 +77,7 @@ def with_contiguous_ids(recording: Recording) -> Recording:
             n[t.symbol] += 1
             t = dataclasses.replace(t, agg_id=n[t.symbol], first_id=n[t.symbol], last_id=n[t.symbol])
         trades.append(t)
-    return Recording(tuple(trades), recording.source, recording.counts)
+    return Recording(tuple(trades), recording.source, recording.counts, recording.quotes)
 
 
 def recording_from_ticks(ticks: Iterable[Tick], source: str) -> Recording:
@@ -85,12 +90,28 @@ def recording_from_ticks(ticks: Iterable[Tick], source: str) -> Recording:
     return with_contiguous_ids(Recording(tuple(trades), source, dict(Counter(t.symbol for t in trades))))
 
 
-def load_recording(path: str | Path, *, contiguous_ids: bool = True) -> Recording:
-    """Load a capture, an aggTrades CSV or NDJSON ticks into a sorted ``Recording`` to replay.
+def load_quotes(path: str | Path, counts: Counter[str] | None = None) -> tuple[RecordedQuote, ...]:
+    """The bookTicker frames of a capture, sorted by (time T, symbol, update id); ImportFileError
+    when there are none (a quotes file without quotes is a wrong path, not an empty market)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportFileError(f"{path}: no such quotes file")
+    counts = counts if counts is not None else Counter()
+    quotes = sorted(read_book_tickers(path, counts), key=lambda q: (q.time, q.symbol, q.update_id))
+    if not quotes:
+        raise ImportFileError(f"{path}: holds no bookTicker frames (saw {dict(counts)})")
+    return tuple(quotes)
+
+
+def load_recording(path: str | Path, *, contiguous_ids: bool = True,
+                   quotes: str | Path | None = None) -> Recording:
+    """Load a capture, an aggTrades CSV or NDJSON ticks into a sorted ``Recording`` to replay,
+    with the bookTicker frames of capture ``quotes`` (may be the same file) beside the trades.
 
     Trades without exchange ids (NDJSON ticks) get ids 1..N per symbol in time, then file, order
     (``with_contiguous_ids``) so the exchange serves them gap-free; ``contiguous_ids=False`` keeps
-    the stable synthetic keys the importer stores.
+    the stable synthetic keys the importer stores. The quotes' counts join ``counts`` prefixed
+    ``quotes.`` (``quotes.bookTicker``, ``quotes.malformed``, ...).
     """
     path = Path(path)
     if not path.is_file():
@@ -101,5 +122,8 @@ def load_recording(path: str | Path, *, contiguous_ids: bool = True) -> Recordin
     if not trades:
         raise ImportFileError(f"{path}: holds no aggTrade or trade frames (saw {dict(counts)})")
     trades.sort(key=lambda t: (t.time, t.symbol, t.agg_id))
-    recording = Recording(tuple(trades), str(path), dict(counts))
+    quote_counts: Counter[str] = Counter()
+    recorded_quotes = load_quotes(quotes, quote_counts) if quotes is not None else ()
+    counts.update({f"quotes.{k}": v for k, v in quote_counts.items()})
+    recording = Recording(tuple(trades), str(path), dict(counts), recorded_quotes)
     return with_contiguous_ids(recording) if contiguous_ids else recording

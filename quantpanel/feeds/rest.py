@@ -1,8 +1,9 @@
-"""Binance USD-M REST ``GET /fapi/v1/aggTrades``, for backfilling gaps: paging by ``fromId``,
-weight-aware (``X-MBX-USED-WEIGHT-1M``), honouring 429/418 ``Retry-After``, retrying 5xx and
-network errors with capped exponential backoff. The base URL is config, so the local exchange (or
-any Binance-compatible server) answers in tests. The path, the weights and the answer's format
-are ``binance_futures``'s."""
+"""Binance USD-M REST: ``GET /fapi/v1/aggTrades`` for backfilling gaps (paging by ``fromId``),
+``/fapi/v1/fundingRate`` for missed funding events and ``/fapi/v1/openInterest``. One client per
+run, so every request counts against one weight budget (``X-MBX-USED-WEIGHT-1M``); it honours
+429/418 ``Retry-After`` and retries 5xx and network errors with capped exponential backoff. The
+base URL is config, so the local exchange (or any Binance-compatible server) answers in tests.
+Paths, weights and formats are ``binance_futures``'s and ``binance_market``'s."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from quantpanel.feeds.binance_futures import (
     agg_trades_url,
     parse_agg_trades,
 )
-from quantpanel.models import Tick
+from quantpanel.feeds.binance_market import (
+    FUNDING_RATE_WEIGHT,
+    OPEN_INTEREST_WEIGHT,
+    funding_rate_url,
+    open_interest_url,
+    parse_funding_rates,
+    parse_open_interest,
+)
+from quantpanel.models import FundingEvent, OpenInterest, Tick
 
 __all__ = ["RestClient", "RestStats"]
 
@@ -54,10 +63,30 @@ class RestClient:
 
     async def agg_trades(self, symbol: str, from_id: int, limit: int = AGG_TRADES_MAX_LIMIT) -> list[Tick]:
         """Up to ``limit`` (≤ 1000) trades of ``symbol`` with ``a >= from_id``, oldest first."""
-        url = agg_trades_url(self.base_url, symbol, from_id, limit)
+        body = await self._fetch(agg_trades_url(self.base_url, symbol, from_id, limit), AGG_TRADES_WEIGHT)
+        ticks = parse_agg_trades(symbol, body)
+        self.stats.trades += len(ticks)
+        return ticks
+
+    async def funding_rates(self, symbol: str, start_ms: int, end_ms: int) -> list[FundingEvent]:
+        """Funding events of ``symbol`` with ``start_ms <= time <= end_ms``, oldest first (paged)."""
+        out: list[FundingEvent] = []
+        while True:
+            body = await self._fetch(funding_rate_url(self.base_url, symbol, start_ms, end_ms), FUNDING_RATE_WEIGHT)
+            page = [e for e in parse_funding_rates(body) if e.symbol == symbol]
+            out.extend(page)
+            if len(page) < 1000 or page[-1].time >= end_ms:  # a full page: there may be more
+                return out
+            start_ms = page[-1].time + 1
+
+    async def open_interest(self, symbol: str) -> OpenInterest:
+        return parse_open_interest(await self._fetch(open_interest_url(self.base_url, symbol), OPEN_INTEREST_WEIGHT))
+
+    async def _fetch(self, url: str, weight: int) -> bytes:
+        """The body of a 200 answer to ``GET url`` (a request of ``weight``), within the budget."""
         delay = self.backoff_initial
         for attempt in range(self.retries + 1):
-            if self.stats.used_weight + AGG_TRADES_WEIGHT > self.weight_budget:
+            if self.stats.used_weight + weight > self.weight_budget:
                 self.stats.throttled += 1
                 wait = 60.0 - time.time() % 60 + 0.1  # the weight window resets each minute
                 log.warning("REST weight %d near the limit: waiting %.1f s", self.stats.used_weight, wait)
@@ -71,9 +100,7 @@ class RestClient:
             if _USED_WEIGHT in headers:
                 self.stats.used_weight = int(headers[_USED_WEIGHT])
             if status == 200:
-                ticks = parse_agg_trades(symbol, body)
-                self.stats.trades += len(ticks)
-                return ticks
+                return body
             self.stats.last_error = f"GET {url}: {status or 'network error'} {body[:200].decode(errors='replace')}"
             if status in (429, 418):
                 self.stats.throttled += 1

@@ -7,6 +7,8 @@ prefix (hftbacktest: ``<recv ns> <frame>``; cryptofeed: ``<ts>: <frame>``) or be
 ``trade`` frames (hftbacktest recordings carry no aggTrade stream) become one aggTrade per trade
 with ``a = f = l = t``: every value is real, only the id space is the trade id's. Every aggTrade
 or trade frame is checked by ``binance_futures.agg_trade_tick``, the live stream's own validator.
+``read_book_tickers`` reads a capture's bookTicker frames the same way, each checked by
+``binance_market.book_ticker_quote`` and kept as ``binance_market.RecordedQuote``'s exact strings.
 
 NDJSON ticks (``{"symbol","ts","price","size"}`` per line, e.g. the Gemscap assignment's browser
 collector) have neither trade ids nor sides: ``read_tick_ndjson`` gives each trade the stable key
@@ -34,6 +36,7 @@ import orjson
 from quantpanel.epochs import check_ms, epoch_to_ms
 from quantpanel.errors import FrameError, ImportFileError
 from quantpanel.feeds.binance_futures import RecordedTrade, agg_trade_tick
+from quantpanel.feeds.binance_market import RecordedQuote, recorded_quote
 from quantpanel.models import synthetic_agg_id
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "file_kind",
     "looks_like_tick_ndjson",
     "read_capture",
+    "read_book_tickers",
     "read_agg_trades_csv",
     "read_tick_ndjson",
     "read_trades",
@@ -115,6 +119,37 @@ def read_capture(path: str | Path, counts: Counter[str] | None = None) -> Iterat
                     counts[event] += 1
                 except (orjson.JSONDecodeError, FrameError, AttributeError, KeyError, TypeError,
                         ValueError) as exc:
+                    counts["malformed"] += 1
+                    log.warning("%s:%d: skipped malformed frame (%s)", path, lineno, exc)
+    except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ImportFileError(f"{path}: cannot read capture: {exc}") from None
+
+
+def read_book_tickers(path: str | Path, counts: Counter[str] | None = None) -> Iterator[RecordedQuote]:
+    """Yield the bookTicker frames of a JSON-lines WebSocket capture, in file order.
+
+    Counted like ``read_capture``: other event kinds under their name, torn or invalid frames as
+    ``"malformed"`` (logged with their line number, never raised).
+    """
+    path = Path(path)
+    counts = counts if counts is not None else Counter()
+    try:
+        with _open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                start = line.find("{")
+                if start < 0:
+                    counts["no_frame"] += 1
+                    continue
+                try:
+                    msg = orjson.loads(line[start:])
+                    data = msg.get("data", msg)
+                    event = data.get("e")
+                    if event != "bookTicker":
+                        counts[str(event) if event else "other"] += 1
+                        continue
+                    yield recorded_quote(data)
+                    counts["bookTicker"] += 1
+                except (orjson.JSONDecodeError, FrameError, AttributeError) as exc:
                     counts["malformed"] += 1
                     log.warning("%s:%d: skipped malformed frame (%s)", path, lineno, exc)
     except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile) as exc:

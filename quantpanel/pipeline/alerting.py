@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from streamz import Stream
 
 from quantpanel.alerts.engine import ALERT_COLUMNS, Alert, RuleState, Sample, evaluate
-from quantpanel.alerts.rules import FEED_METRICS, PAIR_METRICS, Rule, inactive_reason
+from quantpanel.alerts.rules import FEED_METRICS, MARKET_METRICS, PAIR_METRICS, Rule, inactive_reason
+from quantpanel.analytics.funding import quoted_spread_bps
 from quantpanel.config import Config
-from quantpanel.models import Bar
+from quantpanel.models import Bar, MarketBatch
 from quantpanel.pipeline.bars import BarUpdate
+from quantpanel.pipeline.market import MarketView
 from quantpanel.pipeline.pairs import PairPoint, PairRegistry, PairSpec
 
 __all__ = ["Alerting", "alert_row"]
@@ -134,6 +136,32 @@ class Alerting:
                 pts = points.get(self.spec(r))
                 if pts:
                     samples[rid] = [Sample(p.time, getattr(p, r.metric)) for p in pts]
+        self._run(samples)
+
+    def on_market(self, batch: MarketBatch, views: Mapping[str, MarketView]) -> None:
+        """Futures-native events: a sample per event of the symbol a market rule watches."""
+        samples: dict[int, list[Sample]] = {}
+        for rid, r in self.rules.items():
+            if r.metric not in MARKET_METRICS:
+                continue
+            got: list[Sample] = []
+            if r.metric == "funding_rate":
+                got = [Sample(m.time, m.funding_rate) for m in batch.marks if m.symbol == r.symbol]
+            elif r.metric == "quoted_spread_bps":
+                got = [Sample(q.time, quoted_spread_bps(q.bid, q.ask)) for q in batch.quotes if q.symbol == r.symbol]
+            elif r.metric == "liquidation_notional":
+                got = [Sample(x.time, x.notional) for x in batch.liquidations if x.symbol == r.symbol]
+            elif r.metric == "open_interest_change_pct":
+                v = views.get(r.symbol or "")
+                mine = [o for o in batch.open_interest if o.symbol == r.symbol]
+                if v is not None and mine:  # the view holds this poll and the one before
+                    got = [Sample(mine[-1].time, v.open_interest_change_pct)]
+            elif r.metric == "basis_bps":
+                v = views.get(r.symbol or "")
+                if v is not None and any(m.symbol == r.symbol for m in batch.marks):
+                    got = [Sample(v.updated_ms, v.basis_bps)]
+            if got:
+                samples[rid] = got
         self._run(samples)
 
     def on_health(self, now_ms: int, ticks_per_s: float, feed_lag_s: float | None) -> None:

@@ -4,27 +4,36 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from pathlib import Path
 
 from quantpanel.config import Config
 from quantpanel.errors import ReplayError
 from quantpanel.feeds.connection import FeedConnection
 from quantpanel.feeds.exchange import Exchange
+from quantpanel.feeds.exchange.simulated import MarketModel
 from quantpanel.feeds.recording import load_recording, recording_from_ticks
 from quantpanel.pipeline.stored import StoredData
 from quantpanel.storage.store import Store
 
 __all__ = ["ReplayControls", "start_exchange", "REPLAY_MAX_TICKS"]
 
+log = logging.getLogger(__name__)
 REPLAY_MAX_TICKS = 5_000_000  # a replay of stored ticks is held in memory (~150 B per trade)
 
 
 async def start_exchange(cfg: Config) -> Exchange:
     """The local exchange on ``replay.data``, continuing after what earlier runs stored."""
     r = cfg.replay
-    recording = await asyncio.to_thread(load_recording, r.data)
+    quotes = r.quotes if r.quotes is not None and r.quotes.is_file() else None
+    recording = await asyncio.to_thread(load_recording, r.data, quotes=quotes)
+    if recording.quotes and not {q.symbol for q in recording.quotes} & set(recording.symbols):
+        log.warning("replay.quotes %s quote other symbols than %s: served without quotes", quotes, r.data)
+        recording = dataclasses.replace(recording, quotes=())
     exchange = Exchange(recording, speed=r.speed, loop=r.loop, rebase_to_now=r.rebase_to_now,
-                        host=r.host, port=r.port)
+                        host=r.host, port=r.port,
+                        market_model=MarketModel(funding_interval_s=r.funding_interval_s))
     # A restart continues after what earlier runs stored: never a stored id again, and (when
     # times are rebased) no artificial hole that would show as a run of empty bars.
     with Store(cfg.storage.replay_db_path) as store:
@@ -41,9 +50,9 @@ class ReplayControls:
     """The shared replay timeline's controls; on the live feed (``exchange`` None) every action
     is a ``ReplayError`` that says so."""
 
-    def __init__(self, exchange: Exchange | None, feed: FeedConnection, stored: StoredData,
+    def __init__(self, exchange: Exchange | None, feeds: list[FeedConnection], stored: StoredData,
                  symbols: list[str]) -> None:
-        self.exchange, self._feed, self._stored, self._symbols = exchange, feed, stored, symbols
+        self.exchange, self._feeds, self._stored, self._symbols = exchange, feeds, stored, symbols
         self._loop = asyncio.get_running_loop()
 
     def _replaying(self) -> Exchange:
@@ -53,11 +62,13 @@ class ReplayControls:
 
     def pause(self) -> None:
         self._replaying().pause()
-        self._feed.expect_silence = True
+        for f in self._feeds:  # a paused timeline sends nothing on any route
+            f.expect_silence = True
 
     def resume(self) -> None:
         self._replaying().resume()
-        self._feed.expect_silence = False
+        for f in self._feeds:
+            f.expect_silence = False
 
     def set_speed(self, speed: float) -> None:
         self._replaying().set_speed(speed)

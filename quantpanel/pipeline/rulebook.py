@@ -55,6 +55,8 @@ class RuleBook:
         self.alerting.set_rules(rules)
         pipeline.updates.sink(self.alerting.on_update)
         pipeline.pair_points.sink(self.alerting.on_pairs)
+        market = pipeline.market
+        market.updates.sink(lambda batch: self.alerting.on_market(batch, market.views))
         self.alerting.alerts.sink(lambda alerts: writer.put_alerts(rows(alerts)))
         hook = cfg.alerts.webhook
         self.webhook: Webhook | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = ["Runtime", "Status"]
 
 log = logging.getLogger(__name__)
 _CLOCK_PERIOD_S = 0.25
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Status:
     gaps: int = 0  # id gaps seen by the backfill
     backfilled: int = 0  # trades it fetched over REST
     gaps_unfilled: int = 0
+    silent_streams: tuple[str, ...] = ()  # subscribed streams that never delivered (wrong route?)
 
 
 class Runtime:
@@ -83,6 +86,7 @@ class Runtime:
         self._clock_task: asyncio.Task[None] | None = None
         self._on_ready: list[Callable[[Runtime], None]] = []
         self._on_rebuilt: list[Callable[[list[Bar]], None]] = []
+        self._on_symbols: list[Callable[[str, dict[tuple[str, str], list[Bar]] | None], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -130,10 +134,13 @@ class Runtime:
         ex, stored = self._exchange, self.open(db)
         ing = self.ingestion = build_ingestion(
             cfg, stored.db_path, history_bars=cfg.dashboard.buffer_bars, feed=self._probe,
-            ws_url=ex.url if ex else cfg.feed.ws_url, rest_url=ex.rest_url if ex else None,
+            ws_url=ex.market_url if ex else cfg.feed.ws_url, rest_url=ex.rest_url if ex else None,
+            public_ws_url=ex.public_url if ex else cfg.feed.public_ws_url,
             writer=self._writer, on_rebuilt=lambda bars: loop.call_soon_threadsafe(self._rebuilt, bars))
+        if tuple(ing.symbols) != cfg.symbols:  # the database's watch list added some
+            self.config = cfg = cfg.model_copy(update={"symbols": tuple(ing.symbols)})
         self.rules = RuleBook(cfg, ing.pipeline, ing.writer, ing.db_path, ing.history)
-        self.replay = ReplayControls(ex, ing.feed, self.stored, list(cfg.symbols))
+        self.replay = ReplayControls(ex, ing.feeds, self.stored, list(cfg.symbols))
         early, self._early = self._early, []
         for batch in early:
             ing.on_batch(batch)
@@ -200,6 +207,51 @@ class Runtime:
                 status = self.status()
                 self.rules.alerting.on_health(int(time.time() * 1000), status.ticks_per_s, status.last_tick_age_s)
 
+    # -- symbols -------------------------------------------------------------------------------
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols the feed follows now (config, the database's watch list, runtime additions)."""
+        return self.ingestion.symbols if self.started.is_set() else list(self.config.symbols)
+
+    def on_symbols(self, callback: Callable[[str, dict[tuple[str, str], list[Bar]] | None], None]) -> None:
+        """Call ``callback(symbol, history)`` after a symbol is added (history: its warm bars per
+        series) or removed (history None)."""
+        self._on_symbols.append(callback)
+
+    async def add_symbol(self, text: str) -> str:
+        """Follow the USD-M symbol ``text`` from now on (ValueError, one line, when it is not one)."""
+        symbol = text.strip().upper()
+        if not _SYMBOL.match(symbol):
+            raise ValueError(f"{text!r} is not a Binance symbol (2-30 of A-Z, 0-9)")
+        if symbol in self.symbols:
+            raise ValueError(f"{symbol} is followed already")
+        if len(self.symbols) >= 200:
+            raise ValueError("at most 200 symbols (Binance's streams per connection)")
+        rest = self.ingestion.backfill.rest
+        if rest is not None:  # the exchange's own answer: -1121 Invalid symbol for one it does not list
+            try:
+                await rest.open_interest(symbol)
+            except ConnectionError as exc:
+                if "-1121" in str(exc) or "Invalid symbol" in str(exc):
+                    raise ValueError(f"{symbol} is not a USD-M futures symbol on {rest.base_url}") from None
+                log.warning("could not check %s on %s (%s): following it anyway", symbol, rest.base_url, exc)
+        history = await self.ingestion.add_symbol(symbol, history_bars=self.config.dashboard.buffer_bars)
+        self.config = self.config.model_copy(update={"symbols": tuple(self.ingestion.symbols)})
+        log.info("following %s from now on", symbol)
+        for cb in self._on_symbols:
+            cb(symbol, history)
+        return symbol
+
+    async def remove_symbol(self, symbol: str) -> None:
+        if symbol not in self.symbols:
+            raise ValueError(f"{symbol} is not followed")
+        if len(self.symbols) == 1:
+            raise ValueError("the last symbol cannot be removed")
+        await self.ingestion.remove_symbol(symbol)
+        self.config = self.config.model_copy(update={"symbols": tuple(self.ingestion.symbols)})
+        for cb in self._on_symbols:
+            cb(symbol, None)
+
     # -- status --------------------------------------------------------------------------------
     def status(self) -> Status:
         """A snapshot for the status strip, safe before ``start`` finishes."""
@@ -231,4 +283,5 @@ class Runtime:
             gaps=bf.gaps if bf else 0,
             backfilled=bf.trades_filled if bf else 0,
             gaps_unfilled=bf.gaps_unfilled if bf else 0,
+            silent_streams=tuple(sorted({n for f in ing.feeds for n in f.stats.silent_streams})) if ing else (),
         )

@@ -7,6 +7,9 @@ holds all of a file or none of it. Storing is idempotent, so re-importing never 
 ticks have no ids: their stable synthetic keys make that hold too). A file that yields no trade at
 all is an error naming what it held, never a silent success; ``ImportResult.synthesised`` says in
 plain words what a file lacked and how it was filled in.
+
+``import_market_file`` does the same for data.binance.vision ``fundingRate`` files (funding events)
+and ``bookTicker`` files (raw quotes plus their quote bars, in one transaction).
 """
 
 from __future__ import annotations
@@ -14,17 +17,20 @@ from __future__ import annotations
 import io
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from quantpanel.errors import ImportFileError
+from quantpanel.feeds.market_files import MarketFileKind, read_book_ticker_csv, read_funding_rate_csv
 from quantpanel.feeds.recording import to_tick
 from quantpanel.feeds.trade_files import looks_like_tick_ndjson, read_trades
-from quantpanel.models import Tick
+from quantpanel.models import FundingEvent, Quote, QuoteBar, Tick
 from quantpanel.storage.store import Store
 
-__all__ = ["import_file", "ImportResult", "unpack_agg_trades"]
+__all__ = ["import_file", "ImportResult", "unpack_agg_trades", "import_market_file", "MarketImportResult",
+           "QuoteBarSink"]
 
 PROGRESS_EVERY = 10_000  # rows between progress callbacks
 #: What an NDJSON tick file lacks, and what the import puts in its place (ImportResult.synthesised).
@@ -75,6 +81,79 @@ def import_file(store: Store, path: Path, *, symbol: str | None = None,
     res.skipped = {k: v for k, v in counts.items() if k not in ("aggTrade", "trade")}
     if res.read == 0:
         raise ImportFileError(_why_empty(path, kind, res.skipped))
+    return res
+
+
+class QuoteBarSink(Protocol):
+    """What turns imported quotes into quote bars: ``pipeline.quote_bars.QuoteBarBuilder``, passed
+    in by the caller, since storage sits below the pipeline and may not import it."""
+
+    timeframes: tuple[str, ...]
+    out_of_order: int
+
+    def add(self, quotes: Iterable[Quote]) -> list[QuoteBar]: ...
+
+    def close_until(self, time_ms: int) -> list[QuoteBar]: ...
+
+
+@dataclass
+class MarketImportResult:
+    path: Path
+    kind: MarketFileKind
+    read: int = 0
+    stored: int = 0  # funding events added (or whose unknown mark was filled), or quotes added
+    symbols: set[str] = field(default_factory=set)
+    quote_bars: int = 0  # bars written (a re-import rewrites the same bars)
+    out_of_order: int = 0  # quotes older than their symbol's forming bar: stored, but in no bar
+    timeframes: tuple[str, ...] = ()
+
+
+_Row = TypeVar("_Row", FundingEvent, Quote)
+_QUOTE_CHUNK = 10_000  # quotes handed to the bar builder at a time
+_MARKET_WORDS = {"funding_rate": "funding rates", "book_ticker": "quotes"}
+
+
+def _counted(rows: Iterable[_Row], res: MarketImportResult,
+             progress: Callable[[int], None] | None) -> Iterator[_Row]:
+    for row in rows:
+        res.read += 1
+        res.symbols.add(row.symbol)
+        if progress is not None and res.read % PROGRESS_EVERY == 0:
+            progress(res.read)
+        yield row
+
+
+def import_market_file(store: Store, path: Path, kind: MarketFileKind, *, symbol: str | None = None,
+                       quote_bars: QuoteBarSink | None = None,
+                       progress: Callable[[int], None] | None = None) -> MarketImportResult:
+    """Store one ``fundingRate`` or ``bookTicker`` file (``feeds.market_files.market_file_kind``),
+    all or nothing. A bookTicker file's quote bars are built by ``quote_bars`` and closed at the end
+    of the file (it is history); they are stored with the quotes, in the same transaction.
+    Raises ``ImportFileError`` for a bad row (naming file, line, column) or a file with no row."""
+    res = MarketImportResult(path, kind)
+    if kind == "funding_rate":
+        res.stored = store.insert_funding(_counted(read_funding_rate_csv(path, symbol), res, progress))
+    else:
+        if quote_bars is None:
+            raise ValueError("a bookTicker import needs quote_bars, the builder of its quote bars")
+        builder, closed = quote_bars, []
+
+        def quotes() -> Iterator[Quote]:
+            chunk: list[Quote] = []
+            for q in _counted(read_book_ticker_csv(path, symbol), res, progress):
+                chunk.append(q)
+                yield q
+                if len(chunk) == _QUOTE_CHUNK:
+                    closed.extend(builder.add(chunk))
+                    chunk = []
+            closed.extend(builder.add(chunk))
+
+        res.stored, res.quote_bars = store.store_quote_history(
+            quotes(), lambda: closed + builder.close_until(2**62))
+        res.out_of_order, res.timeframes = builder.out_of_order, builder.timeframes
+    if res.read == 0:
+        what = "the file is empty" if path.stat().st_size == 0 else "no data rows (blank, or a header line only)"
+        raise ImportFileError(f"{path}: holds no {_MARKET_WORDS[kind]}: {what}")
     return res
 
 

@@ -2,8 +2,10 @@
 
 Ticks are the truth. The ``bars`` table caches closed bars so a restart warms up without
 re-reading hours of ticks; anything the cache lacks is rebuilt from ticks by the bar builder.
-One ``Store`` per thread (sqlite3 connections are not shared across threads). WAL mode lets the
-dashboard and the CLI read while the writer thread writes.
+The futures-native market data (quotes, marks, funding, liquidations, open interest, the watchlist)
+lives in the same file; its tables and methods are in ``storage/market.py``. One ``Store`` per
+thread (sqlite3 connections are not shared across threads). WAL mode lets the dashboard and the
+CLI read while the writer thread writes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from quantpanel.alerts.engine import ALERT_COLUMNS
 from quantpanel.errors import StoreError
 from quantpanel.models import BAR_COLUMNS, Bar, Tick
+from quantpanel.storage.market import MARKET_SCHEMA, MarketTables
 
 __all__ = ["Store", "OHLC_BAR_COLUMNS", "ALERT_COLUMNS"]
 
@@ -64,7 +67,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     subject TEXT NOT NULL, timeframe TEXT NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
     condition TEXT NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
+""" + MARKET_SCHEMA + """
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '3');
 """
 
 # Version 1 -> 2: bars.buy_volume may be unknown (NULL); ohlc_bars keeps what a file says and no
@@ -81,6 +85,12 @@ DROP TABLE bars_v1;
 DROP TABLE ohlc_bars_v1;
 UPDATE meta SET value = '2' WHERE key = 'schema_version';
 """
+# Version 2 -> 3: the futures-native tables (storage/market.py), all new, so created in place.
+_MIGRATE_2_3 = """
+{schema}
+UPDATE meta SET value = '3' WHERE key = 'schema_version';
+"""
+_OLD_VERSIONS = ("1", "2")
 _SIDES = (False, True, None)  # ticks.buyer_maker: 0, 1, or 2 = unknown (a collector without sides)
 
 
@@ -88,8 +98,9 @@ def _nan(v: float | None) -> float:
     return float("nan") if v is None else v
 
 
-class Store:
-    """Typed access to one SQLite file. All SQL is parameterised."""
+class Store(MarketTables):
+    """Typed access to one SQLite file. All SQL is parameterised. The futures-native tables'
+    methods come from ``MarketTables``."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -98,7 +109,7 @@ class Store:
                 if not self.path.is_file():
                     raise StoreError(f"{self.path}: no such database")
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
-                if self._version() == "1":  # an older file: migrate it once, then read
+                if self._version() in _OLD_VERSIONS:  # an older file: migrate it once, then read
                     self._db.close()
                     Store(self.path).close()
                     self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
@@ -122,9 +133,13 @@ class Store:
         return row[0] if row else None
 
     def _migrate(self) -> None:
+        """Step an older file up one version at a time, each step in one transaction."""
         if self._version() == "1":
             log.info("%s: migrating the schema from version 1 to 2", self.path)
             self._db.executescript("BEGIN;" + _MIGRATE_1_2.format(schema=_SCHEMA) + "COMMIT;")
+        if self._version() == "2":
+            log.info("%s: migrating the schema from version 2 to 3", self.path)
+            self._db.executescript("BEGIN;" + _MIGRATE_2_3.format(schema=_SCHEMA) + "COMMIT;")
 
     def close(self) -> None:
         self._db.close()

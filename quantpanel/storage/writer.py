@@ -12,16 +12,26 @@ from pathlib import Path
 from typing import Any, cast
 
 from quantpanel.errors import StoreError
-from quantpanel.models import Bar, Tick
+from quantpanel.models import Bar, FundingEvent, Liquidation, MarkPrice, OpenInterest, Quote, QuoteBar, Tick
 from quantpanel.storage.store import Store
 
 __all__ = ["StoreWriter", "WriterStats"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
-#: what the thread is handed besides _STOP and a flush's Event: ("ticks" | "bars" | "alerts", rows)
-#: or ("call", (fn, future))
+#: what the thread is handed besides _STOP and a flush's Event: ("ticks" | "bars" | "alerts" | a
+#: _MARKET kind, rows) or ("call", (fn, future))
 _Job = tuple[str, Any]
+#: The futures-native kinds: queue kind -> (the Store method that writes a batch, its WriterStats
+#: counter). Each is written and retained on its own, after the ticks and bars.
+_MARKET: dict[str, tuple[Callable[[Store, list[Any]], int], str]] = {
+    "quotes": (Store.insert_quotes, "quotes_written"),
+    "quote_bars": (Store.upsert_quote_bars, "quote_bars_written"),
+    "marks": (Store.insert_marks, "marks_written"),
+    "funding": (Store.insert_funding, "funding_written"),
+    "liquidations": (Store.insert_liquidations, "liquidations_written"),
+    "open_interest": (Store.insert_open_interest, "open_interest_written"),
+}
 
 
 @dataclass
@@ -32,12 +42,20 @@ class WriterStats:
     ticks_dropped: int = 0  # beyond retain_max while the database refused writes
     bars_written: int = 0
     alerts_written: int = 0
+    quotes_written: int = 0
+    quote_bars_written: int = 0
+    marks_written: int = 0
+    funding_written: int = 0  # events added, or stored ones whose unknown mark was filled
+    liquidations_written: int = 0
+    open_interest_written: int = 0
+    market_retained: int = 0  # futures-native rows waiting for the database, all kinds
     errors: int = 0
     last_error: str = ""
 
 
 class StoreWriter:
-    """Queue ticks and closed bars; a thread writes whatever is queued in one transaction.
+    """Queue ticks, closed bars and futures-native rows; a thread writes whatever is queued, one
+    transaction per kind, so a kind the database refuses never costs another.
 
     ``put_*`` never blocks. ``flush()`` waits until everything queued so far is on disk (or, while
     the database refuses writes, until it was tried). A failed write (disk full, read-only file,
@@ -51,6 +69,7 @@ class StoreWriter:
         self.retry_s = retry_s
         self._retained_ticks: list[Tick] = []
         self._retained_bars: list[Bar] = []
+        self._retained_market: dict[str, list[Any]] = {}
         Store(self.path).close()  # create the schema now, and fail here, not in the thread
         self.stats = WriterStats()
         self._q: queue.Queue[object] = queue.Queue()
@@ -64,6 +83,30 @@ class StoreWriter:
     def put_bars(self, bars: tuple[Bar, ...] | list[Bar]) -> None:
         if bars:
             self._q.put(("bars", bars))
+
+    def put_quotes(self, quotes: tuple[Quote, ...] | list[Quote]) -> None:
+        if quotes:
+            self._q.put(("quotes", quotes))
+
+    def put_quote_bars(self, bars: tuple[QuoteBar, ...] | list[QuoteBar]) -> None:
+        if bars:
+            self._q.put(("quote_bars", bars))
+
+    def put_marks(self, marks: tuple[MarkPrice, ...] | list[MarkPrice]) -> None:
+        if marks:
+            self._q.put(("marks", marks))
+
+    def put_funding(self, events: tuple[FundingEvent, ...] | list[FundingEvent]) -> None:
+        if events:
+            self._q.put(("funding", events))
+
+    def put_liquidations(self, rows: tuple[Liquidation, ...] | list[Liquidation]) -> None:
+        if rows:
+            self._q.put(("liquidations", rows))
+
+    def put_open_interest(self, rows: tuple[OpenInterest, ...] | list[OpenInterest]) -> None:
+        if rows:
+            self._q.put(("open_interest", rows))
 
     def put_alerts(self, rows: list[tuple[object, ...]]) -> None:
         """Alert log rows in ``ALERT_COLUMNS`` order."""
@@ -100,9 +143,11 @@ class StoreWriter:
         try:
             while True:
                 try:  # while rows wait for a retry, wake up to retry them
-                    item = self._q.get(timeout=self.retry_s if self._retained_ticks or self._retained_bars else None)
+                    item = self._q.get(timeout=self.retry_s if self._retained_ticks or self._retained_bars
+                                       or self._retained_market else None)
                 except queue.Empty:
                     self._write(store, [], [])
+                    self._write_market(store, {})
                     continue
                 items = [item]
                 while len(items) < 1000:  # coalesce whatever queued meanwhile
@@ -116,7 +161,7 @@ class StoreWriter:
                 calls: list[tuple[Callable[[Store], object], Future[object]]] = []
                 rows: dict[str, list[Any]] = {"ticks": ticks, "bars": bars, "alerts": alerts}
                 waiters = []
-                stop = False
+                stop = market = False
                 for it in items:
                     if it is _STOP:
                         stop = True
@@ -126,9 +171,14 @@ class StoreWriter:
                         kind, payload = cast("_Job", it)
                         if kind == "call":
                             calls.append(payload)
-                        else:
+                        elif kind in rows:
                             rows[kind].extend(payload)
+                        else:  # a futures-native kind: its list is made only when one comes
+                            rows[kind] = list(payload)
+                            market = True
                 self._write(store, ticks, bars)
+                if market or self._retained_market:
+                    self._write_market(store, rows)
                 if alerts:
                     self._write_alerts(store, alerts)
                 for fn, fut in calls:
@@ -140,9 +190,10 @@ class StoreWriter:
                 for w in waiters:
                     w.set()
                 if stop:
-                    if self._retained_ticks or self._retained_bars:
-                        log.error("store writer closing with %d ticks and %d bars the database refused: %s",
-                                  len(self._retained_ticks), len(self._retained_bars), self.stats.last_error)
+                    if self._retained_ticks or self._retained_bars or self._retained_market:
+                        log.error("store writer closing with %d ticks, %d bars and %d market rows the database "
+                                  "refused: %s", len(self._retained_ticks), len(self._retained_bars),
+                                  self.stats.market_retained, self.stats.last_error)
                     return
         finally:
             store.close()
@@ -177,6 +228,20 @@ class StoreWriter:
                 self._failed(exc)
                 self._retained_bars = bars[-self.retain_max:]
         self.stats.ticks_retained = len(self._retained_ticks)
+
+    def _write_market(self, store: Store, rows: dict[str, list[Any]]) -> None:
+        """Each futures-native kind in its own transaction; a failed kind's rows (the newest
+        ``retain_max``) are retained and go first in its next attempt, like bars."""
+        for kind, (write, counter) in _MARKET.items():
+            batch = self._retained_market.pop(kind, []) + rows.get(kind, [])
+            if not batch:
+                continue
+            try:
+                setattr(self.stats, counter, getattr(self.stats, counter) + write(store, batch))
+            except StoreError as exc:
+                self._failed(exc)
+                self._retained_market[kind] = batch[-self.retain_max:]
+        self.stats.market_retained = sum(len(v) for v in self._retained_market.values())
 
     def _failed(self, exc: StoreError) -> None:
         self.stats.errors += 1

@@ -1,6 +1,8 @@
 """Fault injection: the exchange misbehaves on purpose (drops, stalls, garbage, torn, repeated,
 reordered and late frames, refused handshakes, failing REST) so the client's recovery is tested
-against a real server, seeded so a failing run can be repeated."""
+against a real server, seeded so a failing run can be repeated. Frame faults count every stream
+frame a connection is sent (trades, quotes, marks, ...); ``Faults.routes`` limits the frame faults
+and refusals to some routes, e.g. ``("public",)`` drops the bookTicker connection alone."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from websockets.http11 import Response
 
 from quantpanel.feeds.exchange.stats import ExchangeStats
 
-__all__ = ["FAULT_KINDS", "Client", "FaultInjector", "Faults"]
+__all__ = ["FAULT_KINDS", "FAULT_ROUTES", "Client", "FaultInjector", "Faults"]
 
 _GARBAGE = (
     "this is not json",
@@ -26,16 +28,19 @@ _GARBAGE = (
 
 FAULT_KINDS = ("drop", "close_error", "stall", "garbage", "truncated", "duplicate", "reorder", "delay",
                "refuse")
+#: A connection's route as faults target it: ``market`` includes the unrouted ``/stream`` and ``/ws``.
+FAULT_ROUTES = ("market", "public", "private", "spot")
 
 
 @dataclass(frozen=True)
 class Faults:
-    """Fault injection. ``every``: one fault after every N trade frames sent to a connection,
+    """Fault injection. ``every``: one fault after every N stream frames sent to a connection,
     the kind drawn (seeded) from ``kinds``; ``rest_fail_every``: every Nth REST request answers
-    429 (with Retry-After) or 503, alternately."""
+    429 (with Retry-After) or 503, alternately; ``routes``: the routes whose connections get frame
+    faults and refusals (empty: all of them)."""
 
-    drop_every: int = 0  # close a connection after every N trade frames sent to it
-    garbage_every: int = 0  # send one garbage frame after every N trade frames
+    drop_every: int = 0  # close a connection after every N stream frames sent to it
+    garbage_every: int = 0  # send one garbage frame after every N stream frames
     every: int = 0
     kinds: tuple[str, ...] = FAULT_KINDS
     seed: int = 0
@@ -43,19 +48,29 @@ class Faults:
     delay_s: float = 0.3
     refuse_s: float = 1.0  # new connections are refused (HTTP 503) this long
     rest_fail_every: int = 0
+    routes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+        bad = set(self.routes) - set(FAULT_ROUTES)
+        if bad:
+            raise ValueError(f"unknown fault routes {sorted(bad)}; known: {', '.join(FAULT_ROUTES)}")
+
+    def targets(self, route: str) -> bool:
+        """Whether connections on ``route`` get frame faults and refusals."""
+        return not self.routes or route in self.routes
 
 
 @dataclass
 class Client:
-    """One connection: its streams, the trade frames sent to it and the faults in effect on it."""
+    """One connection: its route and streams, the stream frames sent to it and the faults in
+    effect on it."""
 
     ws: ServerConnection
     streams: set[str]
+    route: str = "market"  # one of FAULT_ROUTES
     sent: int = 0
     stalled_until: float = 0.0
     deferred: str | None = None  # a frame held back to be sent after the next one (reorder)
@@ -75,17 +90,19 @@ class FaultInjector:
         self._rng = random.Random(faults.seed)
         self._refuse_until = 0.0
 
-    def refusal(self, ws: ServerConnection) -> Response | None:
-        """The answer to a handshake while a ``refuse`` fault lasts (a 503), else None."""
-        if time.monotonic() < self._refuse_until:
+    def refusal(self, ws: ServerConnection, route: str = "market") -> Response | None:
+        """The answer to a handshake on ``route`` while a ``refuse`` fault lasts (a 503), else None."""
+        if time.monotonic() < self._refuse_until and self.faults.targets(route):
             self._stats.refused += 1
             return ws.respond(503, "Service Unavailable: injected refusal\n")
         return None
 
     async def after_frame(self, client: Client, frame: str) -> bool:
-        """The faults due once ``client`` was sent the trade frame ``frame``; False when they
+        """The faults due once ``client`` was sent the stream frame ``frame``; False when they
         closed the connection."""
         f = self.faults
+        if not f.targets(client.route):
+            return True
         if f.garbage_every and client.sent % f.garbage_every == 0:
             await self._garbage(client)
         if f.drop_every and client.sent % f.drop_every == 0:

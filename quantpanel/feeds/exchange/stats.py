@@ -11,7 +11,8 @@ __all__ = ["ExchangeStats"]
 
 @dataclass
 class ExchangeStats:
-    frames_sent: int = 0  # trade frames, counted per client
+    frames_sent: int = 0  # futures trade frames, counted per client
+    market_frames: Counter[str] = field(default_factory=Counter)  # other stream frames by kind, per client
     garbage_sent: int = 0  # garbage frames (``garbage_every`` and the ``garbage`` fault)
     drops: int = 0  # connections closed on purpose (``drop_every``, drop / close_error / refuse)
     connections: int = 0  # WebSocket handshakes accepted

@@ -27,13 +27,15 @@ _CHUNK_MAX = 2_000  # trades sent in one go at most
 
 @dataclass
 class Pass:
-    """What one pass of the timeline released: REST serves exactly these trades."""
+    """What one pass of the timeline released: REST serves exactly these trades (and the market
+    events of their times)."""
 
     recording: Recording
     dt: int  # time shift, ms
     da: dict[str, int]  # id shift per symbol
     start: int  # trade index the pass started at
     end: int  # trade index up to which the timeline has passed
+    number: int = 0  # k: ids are shifted by k whole id spans (other id spaces follow the same k)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +174,7 @@ class Timeline:
         while True:
             trades, n, da = self.recording.trades, len(self.recording.trades), self._id_shift(k)
             self._stats.passes += 1
-            served = Pass(self.recording, dt, da, i, i)
+            served = Pass(self.recording, dt, da, i, i, k)
             self.served.append(served)
             # the timeline's anchor: trade time `ref` is due at `wall0`, at `speed`
             wall0, ref, speed = time.monotonic(), trades[i].time, self.speed
