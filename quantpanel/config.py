@@ -78,7 +78,7 @@ class FeedConfig(_Section):
     @field_validator("rest_url")
     @classmethod
     def _http_scheme(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+        if v and not v.startswith(("http://", "https://")):  # "": no REST (no backfill, no polls)
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 

@@ -121,7 +121,7 @@ class MarkPrice(NamedTuple):
     symbol: str
     time: int  # event time E (ms)
     mark: float
-    index: float
+    index_price: float
     settle: float  # estimated settle price P (meaningful only in the last hour before delivery)
     funding_rate: float  # r: the rate paid at next_funding (predicted until then)
     next_funding: int  # T: the next funding time (ms)

@@ -52,7 +52,7 @@ async def test_every_tick_arrives_in_batches_despite_drops_and_garbage(usdm_reco
     assert ex.stats.drops == 3 and feed.stats.reconnects == 3 and feed.stats.connects == 4
     # garbage: non-JSON, aggTrade without fields, an unknown event, a JSON array -- in turn
     assert ex.stats.garbage_sent == 8
-    assert feed.stats.malformed == 6 and feed.stats.other_events["markPriceUpdate"] == 2
+    assert feed.stats.malformed == 6 and feed.stats.other_events["depthUpdate"] == 2
 
 
 async def test_subscribe_unsubscribe_and_list_on_the_open_connection(usdm_recording):

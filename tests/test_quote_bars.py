@@ -134,7 +134,7 @@ def test_bad_timeframes_are_named():
 
 # -- FundingTracker --------------------------------------------------------------------------------
 H8 = 8 * 3_600_000
-F1, F2 = 1_723_161_600_000, 1_723_161_600_000 + H8  # 2024-08-09 00:00 and 08:00 UTC
+F1, F2, F3 = 1_723_161_600_000, 1_723_161_600_000 + H8, 1_723_161_600_000 + 2 * H8  # 2024-08-09 00:00, 08:00, 16:00 UTC
 
 
 def mark(t: int, next_funding: int, rate: float, price: float, symbol: str = "BTCUSDT") -> MarkPrice:
@@ -166,3 +166,14 @@ def test_funding_without_a_mark_at_or_before_f_has_a_nan_mark_and_symbols_are_ap
     assert tr.stale == 1 and tr.add([mark(F1 + 2_000, F2, 0.0002, 61_100.0)]) == []
     assert tr.pending("BTCUSDT") == FundingEvent("BTCUSDT", F2, 0.0002, 61_100.0)
     assert tr.pending("SOLUSDT") is None
+
+
+def test_a_funding_whose_rate_was_last_seen_long_before_f_is_left_to_the_rest_history():
+    """The connection was down across F: the last rate heard is an old prediction, not the one
+    settled. No event from the stream (the REST fetch after the reconnect brings it)."""
+    tr = FundingTracker()
+    got = tr.add([mark(F1 - 20_000, F1, 0.0001, 61_000.0),  # then nothing until after F
+                  mark(F1 + 5_000, F2, 0.0004, 61_100.0),
+                  mark(F2 - 1_000, F2, 0.0003, 61_200.0), mark(F2, F3, 0.0002, 61_300.0)])
+    assert tr.unsure == 1
+    assert got == [FundingEvent("BTCUSDT", F2, 0.0003, 61_300.0)]  # fresh; the mark of the update at F2

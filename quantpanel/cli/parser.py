@@ -12,7 +12,7 @@ from typing import Any
 
 from quantpanel.cli.bench import run_bench
 from quantpanel.cli.data import run_bars, run_import
-from quantpanel.cli.exchange import run_exchange
+from quantpanel.cli.exchange import add_market_options, run_exchange
 from quantpanel.cli.pair import run_analyze, run_backtest, run_sweep
 from quantpanel.cli.record import run_record
 from quantpanel.cli.serve import run_serve
@@ -120,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stall-s", type=float, default=2.0, help="how long a stall keeps a connection silent")
     e.add_argument("--rest-fail-every", type=int, default=0,
                    help="answer every Nth REST request with 429 or 503, alternately")
-    e.add_argument("--sent-log", help="append 'SYMBOL agg_id' of every frame sent to this file")
+    e.add_argument("--sent-log", help="append 'SYMBOL agg_id' of every trade sent to this file, and "
+                                      "'=KIND FRAME' of every quote, mark and liquidation frame")
     e.add_argument("--exit-when-done", action="store_true", help="exit once the recording is played")
     e.add_argument("--linger", type=float, default=1.0, help="seconds to wait before exiting when done")
+    add_market_options(e)
     e.set_defaults(func=run_exchange)
 
     r = command("record", help="headless ingest into the DB",

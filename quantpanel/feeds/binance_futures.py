@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import orjson
 
 from quantpanel.errors import FrameError
+from quantpanel.feeds.binance_market import book_ticker_quote, force_order, mark_price
 from quantpanel.models import MarketEvent, Tick
 
 __all__ = [
@@ -237,15 +238,9 @@ def parse_agg_trades(symbol: str, body: bytes) -> list[Tick]:
 _INF = math.inf
 _NAN = math.nan
 _new_tick = tuple.__new__  # a Tick from its fields without NamedTuple's keyword handling: the hot path
-_MARKET_EVENTS: dict[str, Callable[[dict[str, Any]], MarketEvent]] = {}
-
-
-def _market_events() -> dict[str, Callable[[dict[str, Any]], MarketEvent]]:
-    """The other events a feed keeps, by their ``e``, each with its one validator (TEMP lazy)."""
-    if not _MARKET_EVENTS:
-        from quantpanel.feeds.binance_market import book_ticker_quote, force_order, mark_price
-        _MARKET_EVENTS.update(bookTicker=book_ticker_quote, markPriceUpdate=mark_price, forceOrder=force_order)
-    return _MARKET_EVENTS
+#: The other events a feed keeps, by their ``e``, each with its one validator.
+_MARKET_EVENTS: dict[str, Callable[[dict[str, Any]], MarketEvent]] = {
+    "bookTicker": book_ticker_quote, "markPriceUpdate": mark_price, "forceOrder": force_order}
 
 
 def agg_trade_tick(data: dict[str, Any], symbol: str | None = None) -> Tick:
@@ -312,7 +307,7 @@ def parse_frame(raw: str | bytes) -> tuple[Tick, int] | MarketEvent | str:
         raise FrameError(f"'data' is {type(data).__name__}, not an object")
     event = data.get("e")
     if event != "aggTrade":
-        market = _market_events().get(event)  # type: ignore[arg-type]
+        market = _MARKET_EVENTS.get(event) if event.__class__ is str else None
         if market is not None:
             return market(data)
         if event is not None:

@@ -21,7 +21,7 @@ __all__ = ["FAULT_KINDS", "FAULT_ROUTES", "Client", "FaultInjector", "Faults"]
 _GARBAGE = (
     "this is not json",
     '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"BTCUSDT"}}',
-    '{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","s":"BTCUSDT","p":"1"}}',
+    '{"stream":"btcusdt@depth","data":{"e":"depthUpdate","s":"BTCUSDT","U":1}}',  # an event not kept
     "[1, 2, 3]",
 )
 

@@ -332,6 +332,8 @@ class Exchange:
                     client.sent += 1
                     if isinstance(item, str):
                         self.stats.market_frames[item] += 1
+                        if self._sent_log:  # "=<kind> <frame>": a market frame, as sent
+                            sent_ids.append(f"={item} {frame}\n")
                     else:
                         self.stats.frames_sent += 1
                         if self._sent_log:

@@ -130,7 +130,9 @@ def _symbol(recording: Recording, symbol: str, seconds: range, m: MarketModel,
         prem_sum, prem_n = prem_sum + premium, prem_n + 1
         rate = f"{_rate(prem_sum / prem_n, m):.8f}"
         index = f"{price * (1 - premium):.8f}"
-        marks.append(RecordedMark(symbol, s, f"{price:.8f}", index, index, rate, (s // interval + 1) * interval))
+        # T is the next funding at or after now: the update at F itself still names F, carrying the
+        # rate F settles at, as the last word on it (the next update names the following funding)
+        marks.append(RecordedMark(symbol, s, f"{price:.8f}", index, index, rate, -(-s // interval) * interval))
         if s % interval == 0:  # the rate in force is paid now; the next interval starts afresh
             funding.append(RecordedFunding(symbol, s, rate, f"{price:.8f}"))
             prem_sum, prem_n = 0.0, 0
