@@ -17,13 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quantpanel.alerts.rules import Rule
 from quantpanel.errors import ConfigError
-from quantpanel.models import MARKET_STREAMS, TIMEFRAMES
+from quantpanel.models import MARKET_STREAMS, SPOT_SUFFIX, TIMEFRAMES
 
 __all__ = ["Config", "alert_rules", "load_config", "DEFAULT_CONFIG_PATHS", "BINANCE_FUTURES_WS",
            "BINANCE_FUTURES_PUBLIC_WS"]
 
 #: Binance USD-M futures combined-stream endpoint of the ``market`` route (aggTrade lives there).
 BINANCE_FUTURES_WS = "wss://fstream.binance.com/market/stream"
+#: Binance spot's combined-stream endpoint (the spot twins of ``feed.spot_symbols``).
+BINANCE_SPOT_WS = "wss://stream.binance.com:9443/stream"
 #: ... and of the ``public`` route (bookTicker and depth live there, so they need a second connection).
 BINANCE_FUTURES_PUBLIC_WS = "wss://fstream.binance.com/public/stream"
 BINANCE_FUTURES_REST = "https://fapi.binance.com"
@@ -46,6 +48,10 @@ class FeedConfig(_Section):
     streams: tuple[str, ...] = ("aggTrade", "markPrice@1s", "forceOrder", "bookTicker")
     stream_silence_s: float = Field(15.0, gt=0, le=3_600)  # a subscribed stream silent this long is reported
     open_interest_s: float = Field(60.0, ge=0, le=86_400)  # poll GET /fapi/v1/openInterest this often; 0 = off
+    # futures symbols whose spot twin is followed too (venue spot, on spot_ws_url): its trades
+    # build bars under SYMBOL.SPOT, and the futures symbol gets its live basis against it
+    spot_symbols: tuple[str, ...] = ()
+    spot_ws_url: str = BINANCE_SPOT_WS
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
     batch_max_ticks: int = Field(500, ge=1, le=100_000)
     batch_interval_ms: int = Field(75, ge=1, le=5_000)
@@ -68,7 +74,20 @@ class FeedConfig(_Section):
             raise ValueError("list markPrice (every 3 s) or markPrice@1s, not both")
         return tuple(dict.fromkeys(v))
 
-    @field_validator("ws_url", "public_ws_url")
+    @field_validator("spot_symbols", mode="before")
+    @classmethod
+    def _spot(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s for s in re.split(r"[,\s]+", v) if s]
+        if isinstance(v, (list, tuple)):
+            out = [str(s).strip().upper().removesuffix(SPOT_SUFFIX) for s in v]
+            bad = [s for s in out if not _SYMBOL.match(s)]
+            if bad:
+                raise ValueError(f"{bad} are not Binance symbols (A-Z, 0-9)")
+            return tuple(dict.fromkeys(out))
+        return v
+
+    @field_validator("ws_url", "public_ws_url", "spot_ws_url")
     @classmethod
     def _ws_scheme(cls, v: str) -> str:
         if not v.startswith(("ws://", "wss://")):
@@ -87,10 +106,13 @@ class ReplayConfig(_Section):
     """The local Binance-compatible exchange used offline (source ``replay``, or ``auto`` fallback)."""
 
     data: Path = Path("data/replay/binance-usdm-btcusdt-ethusdt-2024-08-08.trades.gz")
+    # real spot trades of the same minutes, served as the spot twins (feed.spot_symbols; null: none)
+    spot: Path | None = Path("data/replay/binance-spot-btcusdt-ethusdt-2024-08-08.trades.gz")
     # real bookTicker frames of the same minutes, served on the public route (null: no quotes)
     quotes: Path | None = Path("data/replay/binance-usdm-btcusdt-ethusdt-2024-08-08.bookticker.gz")
     label: str = (
-        "real Binance USD-M trades and best bid/ask, BTCUSDT+ETHUSDT, 2024-08-08 23:54-00:00 UTC "
+        "real Binance USD-M trades and best bid/ask and real spot trades, BTCUSDT+ETHUSDT, "
+        "2024-08-08 23:54-00:00 UTC "
         "(trade stream served as aggTrade; times shifted to now, looping); mark price, funding, "
         "liquidations and open interest SIMULATED"
     )
@@ -325,7 +347,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         update={
             "replay": cfg.replay.model_copy(update={
                 "data": fix(cfg.replay.data),
-                "quotes": fix(cfg.replay.quotes) if cfg.replay.quotes is not None else None}),
+                "quotes": fix(cfg.replay.quotes) if cfg.replay.quotes is not None else None,
+                "spot": fix(cfg.replay.spot) if cfg.replay.spot is not None else None}),
             "storage": cfg.storage.model_copy(
                 update={
                     "db_path": fix(cfg.storage.db_path),

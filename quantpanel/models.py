@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = ["Tick", "TickBatch", "Bar", "BAR_COLUMNS", "Quote", "MarkPrice", "Liquidation", "FundingEvent",
-           "OpenInterest", "QuoteBar", "MarketEvent", "MarketBatch", "MARKET_STREAMS", "TRADE_STREAM", "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT",
-           "timeframe_ms", "SYNTHETIC_ID_BASE", "synthetic_agg_id", "is_synthetic_id"]
+           "OpenInterest", "QuoteBar", "MarketEvent", "MarketBatch", "MARKET_STREAMS", "TRADE_STREAM", "SPOT_SUFFIX",
+           "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT", "timeframe_ms", "SYNTHETIC_ID_BASE",
+           "synthetic_agg_id", "is_synthetic_id"]
 
 #: Timeframes the bar builder makes from ticks (config ``timeframes``), length in ms; all aligned
 #: to the Unix epoch, so ``1d`` bars start at 00:00 UTC (ANALYTICS.md "Timeframes").
@@ -99,6 +100,9 @@ class Bar:
 #: The stream kinds a feed may subscribe to per symbol (config ``feed.streams``), by Binance route:
 #: aggTrade, markPrice and forceOrder on ``/market``, bookTicker on ``/public``.
 TRADE_STREAM = "aggTrade"
+#: A spot twin's trades build bars under its symbol with this suffix (``BTCUSDT.SPOT``), apart from
+#: the futures symbol's: Binance names both ``BTCUSDT``.
+SPOT_SUFFIX = ".SPOT"
 MARKET_STREAMS: dict[str, str] = {"aggTrade": "market", "markPrice@1s": "market", "markPrice": "market",
                                   "forceOrder": "market", "bookTicker": "public"}
 

@@ -61,6 +61,9 @@ def _config(tmp_path: Path, **over):
         f"""
 symbols: [BTCUSDT, ETHUSDT]
 feed:
+  # nothing of Binance: in live mode a test names its exchange's URLs; these listen nowhere
+  public_ws_url: ws://127.0.0.1:9/public/stream
+  rest_url: http://127.0.0.1:9
   connect_timeout_s: 1
   backoff_initial_s: 0.05
   backoff_max_s: 0.2

@@ -94,6 +94,7 @@ class FeedConnection:
         kinds: Iterable[str] = ("aggTrade",),
         on_market: Callable[[MarketBatch], object] | None = None,
         stream_silence_s: float = 15.0,
+        suffix: str = "",
     ) -> None:
         self.base_url = base_url
         self.symbols: list[str] = [s.upper() for s in symbols]
@@ -101,6 +102,7 @@ class FeedConnection:
         self.on_batch = on_batch
         self.on_market = on_market
         self.stream_silence = stream_silence_s
+        self.suffix = suffix  # appended to every tick's symbol (a spot twin's trades: BTCUSDT.SPOT)
         self.batch_max = batch_max_ticks
         self.batch_interval = batch_interval_ms / 1000
         self.silence_timeout = silence_timeout_s
@@ -369,6 +371,8 @@ class FeedConnection:
         if self._awaited:
             for sym in {t.symbol for t in ticks}:
                 self._heard(stream_name(sym, "aggTrade"))
+        if self.suffix:
+            ticks = tuple(t._replace(symbol=t.symbol + self.suffix) for t in ticks)
         now = int(time.time() * 1000)
         last = ticks[-1]
         st = self.stats

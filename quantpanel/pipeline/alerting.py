@@ -158,8 +158,10 @@ class Alerting:
                     got = [Sample(mine[-1].time, v.open_interest_change_pct)]
             elif r.metric == "basis_bps":
                 v = views.get(r.symbol or "")
-                if v is not None and any(m.symbol == r.symbol for m in batch.marks):
-                    got = [Sample(v.updated_ms, v.basis_bps)]
+                mentioned = any(q.symbol == r.symbol for q in batch.quotes) or any(
+                    m.symbol == r.symbol for m in batch.marks)
+                if v is not None and mentioned:
+                    got = [Sample(v.updated_ms, v.basis_bps)]  # one per batch: the basis now
             if got:
                 samples[rid] = got
         self._run(samples)

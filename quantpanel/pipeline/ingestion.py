@@ -25,7 +25,7 @@ from typing import Any
 from quantpanel.config import Config
 from quantpanel.feeds.backfill import Backfill
 from quantpanel.feeds.connection import FeedConnection
-from quantpanel.models import MARKET_STREAMS, Bar, MarketBatch, TickBatch
+from quantpanel.models import MARKET_STREAMS, SPOT_SUFFIX, Bar, MarketBatch, TickBatch
 from quantpanel.pipeline.backfilling import make_backfill
 from quantpanel.pipeline.graph import Pipeline
 from quantpanel.pipeline.history import WarmStart, warm_start
@@ -74,6 +74,7 @@ class Ingestion:
     feed: FeedConnection  # the market route: trades, marks, liquidations
     history: dict[tuple[str, str], list[Bar]]  # the warm start's last bars per series
     quotes_feed: FeedConnection | None = None  # the public route: bookTicker (None: not configured)
+    spot_feed: FeedConnection | None = None  # Binance spot: the spot twins' trades (feed.spot_symbols)
     polls: MarketPolls | None = None  # open interest and funding history over REST
     _rate: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
     _task: asyncio.Task[None] | None = None
@@ -87,10 +88,19 @@ class Ingestion:
     @property
     def feeds(self) -> list[FeedConnection]:
         """Every open connection, market route first."""
-        return [self.feed] + ([self.quotes_feed] if self.quotes_feed is not None else [])
+        return [self.feed] + [f for f in (self.quotes_feed, self.spot_feed) if f is not None]
 
     def on_market(self, batch: MarketBatch) -> None:
         self.pipeline.emit(batch)
+
+    def on_spot_batch(self, batch: TickBatch) -> None:
+        """A spot twin's trades: into the bars as they come (spot has its own REST API, so its
+        id gaps are not backfilled), and the last price of each into its futures symbol's basis."""
+        self.pipeline.emit(batch)
+        last: dict[str, float] = {}
+        for t in batch.ticks:
+            last[t.symbol.removesuffix(SPOT_SUFFIX)] = t.price
+        self.market.on_spot(last)
 
     @property
     def symbols(self) -> list[str]:
@@ -147,6 +157,8 @@ class Ingestion:
             self._task = task or loop.create_task(self.feed.run(), name="feed")
             if self.quotes_feed is not None:
                 self._tasks.append(loop.create_task(self.quotes_feed.run(), name="quotes-feed"))
+            if self.spot_feed is not None:
+                self._tasks.append(loop.create_task(self.spot_feed.run(), name="spot-feed"))
             if self.polls is not None:
                 self._tasks.extend(self.polls.start())
             if self.late_symbols:
@@ -193,11 +205,12 @@ class Ingestion:
             "quotes_received": sum(f.stats.quotes for f in feeds),
             "marks_received": sum(f.stats.marks for f in feeds),
             "liquidations_received": sum(f.stats.liquidations for f in feeds),
+            "spot_ticks_received": self.spot_feed.stats.ticks if self.spot_feed is not None else 0,
             "quote_bars_stored": w.quote_bars_written, "quotes_stored": w.quotes_written,
             "marks_stored": w.marks_written, "funding_stored": w.funding_written,
             "liquidations_stored": w.liquidations_written, "open_interest_stored": w.open_interest_written,
             "silent_streams": sorted({n for f in feeds for n in f.stats.silent_streams}),
-            "connections": {f.kinds[0] if f is not self.feed else "market": {
+            "connections": {("market" if f is self.feed else "spot" if f is self.spot_feed else f.kinds[0]): {
                 "url": f.base_url, "connects": f.stats.connects, "reconnects": f.stats.reconnects,
                 "frames": f.stats.frames, "malformed": f.stats.malformed} for f in feeds},
         }
@@ -205,7 +218,7 @@ class Ingestion:
 
 def build_ingestion(cfg: Config, db_path: str | Path, *, history_bars: int = 0,
                     feed: FeedConnection | None = None, ws_url: str | None = None,
-                    public_ws_url: str | None = None,
+                    public_ws_url: str | None = None, spot_ws_url: str | None = None,
                     rest_url: str | None = None, writer: StoreWriter | None = None,
                     on_rebuilt: Callable[[list[Bar]], object] | None = None) -> Ingestion:
     """Warm start from ``db_path``, then pipeline, backfill and feed wired in that order.
@@ -213,7 +226,8 @@ def build_ingestion(cfg: Config, db_path: str | Path, *, history_bars: int = 0,
     ``feed``: a connection opened earlier (the runtime's live probe) to adopt instead of a new one
     to ``ws_url``; batches it delivered before, hand to ``on_batch`` once the consumers are wired.
     ``public_ws_url`` (default ``feed.public_ws_url``): the public route's connection, opened when
-    ``feed.streams`` has any of its streams.
+    ``feed.streams`` has any of its streams. ``spot_ws_url`` (default ``feed.spot_ws_url``): Binance
+    spot's stream, opened for ``feed.spot_symbols``.
     ``writer``: the database's writer if it is open already (else one is opened).
     ``history_bars`` bars per series are kept for the dashboard; ``on_rebuilt(bars)`` gets the
     stored bars a late backfill rewrote (in the writer thread).
@@ -224,7 +238,8 @@ def build_ingestion(cfg: Config, db_path: str | Path, *, history_bars: int = 0,
         watched = [s for s in store.watchlist() if s not in cfg.symbols]
         if watched:  # symbols added at runtime by an earlier run: followed again
             cfg = cfg.model_copy(update={"symbols": (*cfg.symbols, *watched)})
-        warm = warm_start(store, cfg.symbols, cfg.timeframes, bars=history_bars,
+        spot = [s + SPOT_SUFFIX for s in cfg.feed.spot_symbols]
+        warm = warm_start(store, [*cfg.symbols, *spot], cfg.timeframes, bars=history_bars,
                           grace_ms=cfg.bars.close_grace_ms)
         last_ids = {s: store.max_agg_id(s) for s in cfg.symbols}
         last_funding = {s: store.max_funding_time(s) for s in cfg.symbols}
@@ -235,6 +250,14 @@ def build_ingestion(cfg: Config, db_path: str | Path, *, history_bars: int = 0,
     quotes = (make_feed(cfg, public_ws_url, route="public") if route_streams(cfg, "public") else None)
     ing = Ingestion(db, writer, pipeline, backfill, feed or make_feed(cfg, ws_url), warm.history, quotes)
     ing.late_symbols = [s for s in cfg.symbols if s not in ing.feed.symbols]  # an adopted probe lacks them
+    if cfg.feed.spot_symbols:
+        fc = cfg.feed
+        ing.spot_feed = FeedConnection(
+            spot_ws_url or fc.spot_ws_url, fc.spot_symbols, ing.on_spot_batch, suffix=SPOT_SUFFIX,
+            batch_max_ticks=fc.batch_max_ticks, batch_interval_ms=fc.batch_interval_ms,
+            silence_timeout_s=fc.silence_timeout_s, connect_timeout_s=fc.connect_timeout_s,
+            backoff_initial_s=fc.backoff_initial_s, backoff_max_s=fc.backoff_max_s,
+            max_connection_age_s=fc.max_connection_age_s, stream_silence_s=fc.stream_silence_s)
     if backfill.rest is not None:
         ing.polls = MarketPolls(backfill.rest, cfg.symbols, pipeline.market, last_funding,
                                 open_interest_s=cfg.feed.open_interest_s)

@@ -50,10 +50,10 @@ class MarketView:
 
     @property
     def basis_bps(self) -> float:
-        """Futures over its spot twin, in bps: the mark (else the mid) against the spot price."""
-        fut = self.mark.mark if self.mark is not None else math.nan
-        if fut != fut and self.quote is not None:
-            fut = (self.quote.bid + self.quote.ask) / 2
+        """Futures over its spot twin, in bps: the futures mid (a price one can trade; else the
+        mark) against the last spot trade."""
+        q = self.quote
+        fut = (q.bid + q.ask) / 2 if q is not None else self.mark.mark if self.mark is not None else math.nan
         return basis_bps(fut, self.spot_price)
 
     @property
@@ -132,6 +132,11 @@ class MarketData:
             self.writer.put_open_interest(rows)
         if rows:
             self.updates.emit(MarketBatch(received_ms=int(time.time() * 1000), open_interest=tuple(rows)))
+
+    def on_spot(self, prices: dict[str, float]) -> None:
+        """The last spot trade of each futures symbol's spot twin (for its basis)."""
+        for sym, price in prices.items():
+            self.view(sym).spot_price = price
 
     def on_funding_history(self, events: Iterable[FundingEvent]) -> None:
         """Funding events fetched over REST (start-up, after an outage): stored, and kept in the

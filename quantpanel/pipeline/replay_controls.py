@@ -31,8 +31,11 @@ async def start_exchange(cfg: Config) -> Exchange:
     if recording.quotes and not {q.symbol for q in recording.quotes} & set(recording.symbols):
         log.warning("replay.quotes %s quote other symbols than %s: served without quotes", quotes, r.data)
         recording = dataclasses.replace(recording, quotes=())
+    spot = None
+    if cfg.feed.spot_symbols and r.spot is not None and r.spot.is_file():
+        spot = await asyncio.to_thread(load_recording, r.spot)
     exchange = Exchange(recording, speed=r.speed, loop=r.loop, rebase_to_now=r.rebase_to_now,
-                        host=r.host, port=r.port,
+                        host=r.host, port=r.port, spot=spot,
                         market_model=MarketModel(funding_interval_s=r.funding_interval_s))
     # A restart continues after what earlier runs stored: never a stored id again, and (when
     # times are rebased) no artificial hole that would show as a run of empty bars.

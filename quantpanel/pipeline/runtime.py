@@ -136,6 +136,7 @@ class Runtime:
             cfg, stored.db_path, history_bars=cfg.dashboard.buffer_bars, feed=self._probe,
             ws_url=ex.market_url if ex else cfg.feed.ws_url, rest_url=ex.rest_url if ex else None,
             public_ws_url=ex.public_url if ex else cfg.feed.public_ws_url,
+            spot_ws_url=ex.spot_url if ex else cfg.feed.spot_ws_url,
             writer=self._writer, on_rebuilt=lambda bars: loop.call_soon_threadsafe(self._rebuilt, bars))
         if tuple(ing.symbols) != cfg.symbols:  # the database's watch list added some
             self.config = cfg = cfg.model_copy(update={"symbols": tuple(ing.symbols)})
