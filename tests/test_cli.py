@@ -45,7 +45,7 @@ def record_from_exchange(tmp_path: Path, *exchange_args: str, duration: str = "6
     ex, url = start_exchange(*exchange_args)
     try:
         rec = run("record", "--ws-url", url, "--db", str(tmp_path / "r.db"), "--duration", duration,
-                  "--symbols", "btcusdt,ETHUSDT", "--streams", "aggTrade",
+                  "--symbols", "btcusdt,ETHUSDT", "--streams", "aggTrade", "--spot-symbols", "",
                   "--rest-url", rest_of(url) if backfill else "")
     finally:
         ex.terminate()

@@ -49,7 +49,10 @@ def run_record(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, {"symbols": _words(args.symbols), "storage.db_path": args.db,
                                     "feed.ws_url": args.ws_url, "feed.rest_url": args.rest_url,
                                     "feed.public_ws_url": args.public_ws_url,
-                                    "feed.streams": _words(args.streams)})
+                                    "feed.streams": _words(args.streams),
+                                    "feed.spot_symbols": (None if args.spot_symbols is None
+                                                          else _words(args.spot_symbols) or []),
+                                    "feed.spot_ws_url": args.spot_ws_url})
     print(f"recording {','.join(cfg.symbols)} ({','.join(cfg.feed.streams)}) from {cfg.feed.ws_url}"
           f"{' and ' + cfg.feed.public_ws_url if 'bookTicker' in cfg.feed.streams else ''}"
           f" into {cfg.storage.db_path}", file=sys.stderr, flush=True)

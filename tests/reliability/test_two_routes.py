@@ -28,6 +28,7 @@ from tests.test_cli import QP, rest_of, sent_keys, start_exchange
 
 pytestmark = pytest.mark.timeout(180)
 QUOTES = DATA / "binance-usdm-btcusdt-ethusdt-2024-08-08.bookticker.gz"
+SPOT = DATA / "binance-spot-btcusdt-ethusdt-2024-08-08.trades.gz"
 
 
 def _config(tmp: Path, **feed: object) -> Path:
@@ -38,10 +39,11 @@ def _config(tmp: Path, **feed: object) -> Path:
     return path
 
 
-def _record(tmp: Path, config: Path, market: str, public: str, rest: str) -> subprocess.Popen[str]:
+def _record(tmp: Path, config: Path, market: str, public: str, rest: str, *more: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*QP, "record", "--config", str(config), "--db", str(tmp / "r.db"), "--symbols", "BTCUSDT,ETHUSDT",
-         "--ws-url", market, "--public-ws-url", public, "--rest-url", rest, "--duration", "120"],
+         "--ws-url", market, "--public-ws-url", public, "--rest-url", rest, "--duration", "120",
+         "--spot-symbols", "BTCUSDT,ETHUSDT", "--spot-ws-url", market.replace("/market/", "/spot/"), *more],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
@@ -60,7 +62,7 @@ def _sent_frames(sent: Path, kind: str) -> list[dict]:
 
 def test_record_stores_trades_quotes_marks_and_funding_as_sent_across_drops_on_either_route(tmp_path):
     sent = tmp_path / "sent.log"
-    ex, url = start_exchange("--quotes", str(QUOTES), "--speed", "4", "--drop-every", "25000",
+    ex, url = start_exchange("--quotes", str(QUOTES), "--spot", str(SPOT), "--speed", "4", "--drop-every", "25000",
                              "--sent-log", str(sent), "--exit-when-done", "--linger", "3")
     base = url.removesuffix("/stream")
     rec = _record(tmp_path, _config(tmp_path), f"{base}/market/stream", f"{base}/public/stream", rest_of(url))
@@ -80,8 +82,10 @@ def test_record_stores_trades_quotes_marks_and_funding_as_sent_across_drops_on_e
     assert len(quotes_sent) > 100_000 and len(marks_sent) > 600
     with Store(tmp_path / "r.db") as store:
         # every trade, the ones the drops cost backfilled over REST; each once
-        assert store.tick_ids() == {(t.symbol, t.agg_id) for t in recording.trades}
-        assert store.tick_count() == len(recording.trades)
+        futures = {k for k in store.tick_ids() if not k[0].endswith(".SPOT")}
+        assert futures == {(t.symbol, t.agg_id) for t in recording.trades}
+        assert store.tick_count("BTCUSDT") + store.tick_count("ETHUSDT") == len(recording.trades)
+        assert store.tick_count("BTCUSDT.SPOT") + store.tick_count("ETHUSDT.SPOT") == summary["spot_ticks_received"]
         assert len(set(sent_keys(sent))) < len(recording.trades) <= len(set(sent_keys(sent))) + summary["trades_backfilled"]
         stored_quotes = [q for s in ("BTCUSDT", "ETHUSDT") for q in store.read_quotes(s)]
         stored_marks = [m for s in ("BTCUSDT", "ETHUSDT") for m in store.read_marks(s)]
@@ -104,6 +108,9 @@ def test_record_stores_trades_quotes_marks_and_funding_as_sent_across_drops_on_e
     assert all(math.isfinite(f.mark) for f in funding if (f.symbol, f.time) in passed)
     assert summary["silent_streams"] == []
     assert summary["open_interest_stored"] >= 2
+    spot = load_recording(SPOT)
+    assert 0.99 * len(spot.trades) < summary["spot_ticks_received"] <= len(spot.trades)
+    assert summary["connections"]["spot"]["reconnects"] >= 0
 
 
 def test_a_stream_subscribed_on_the_wrong_route_is_reported_by_name(tmp_path):
@@ -111,7 +118,7 @@ def test_a_stream_subscribed_on_the_wrong_route_is_reported_by_name(tmp_path):
     base = url.removesuffix("/stream")
     # bookTicker asked of the market route: acknowledged, never delivered
     rec = _record(tmp_path, _config(tmp_path, stream_silence_s=2), f"{base}/market/stream",
-                  f"{base}/market/stream", rest_of(url))
+                  f"{base}/market/stream", rest_of(url), "--spot-symbols", "")
     try:
         time.sleep(6)
         summary, log = _summary(rec)
