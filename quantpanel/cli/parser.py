@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--public-ws-url",
                    help="combined-stream URL of the public route, for bookTicker (config feed.public_ws_url)")
     r.add_argument("--streams", help="comma-separated stream kinds (config feed.streams), e.g. aggTrade,bookTicker")
-    r.add_argument("--spot-symbols", help='spot twins to follow, comma-separated; "" for none (config feed.spot_symbols)')
+    r.add_argument("--spot-symbols",
+                   help='spot twins to follow, comma-separated; "" for none (config feed.spot_symbols)')
     r.add_argument("--spot-ws-url", help="Binance spot combined-stream URL (config feed.spot_ws_url)")
     r.add_argument("--rest-url", help="Binance-compatible REST base URL for gap backfill (config feed.rest_url)")
     r.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
