@@ -44,6 +44,8 @@ def replay_config(tmp_path: Path) -> Path:
     cfg["storage"]["db_path"] = str(tmp_path / "db" / "quantpanel.db")
     cfg["storage"]["replay_db_path"] = str(tmp_path / "db" / "replay.db")
     cfg["replay"]["data"] = str(REPLAY_DATA)
+    for key in ("quotes", "spot"):  # the real quotes and spot trades of the same minutes
+        cfg["replay"][key] = str(ROOT / cfg["replay"][key])
     cfg["storage"]["bundled_ohlc_dir"] = str(ROOT / "data" / "ohlc")
     cfg["alerts"]["rules"] = []  # no toasts over what a test clicks; the alerts test adds its own
     path = tmp_path / "config.yaml"
