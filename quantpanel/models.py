@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = ["Tick", "TickBatch", "Bar", "BAR_COLUMNS", "Quote", "MarkPrice", "Liquidation", "FundingEvent",
-           "OpenInterest", "QuoteBar", "MarketEvent", "MarketBatch", "MARKET_STREAMS", "TRADE_STREAM", "SPOT_SUFFIX",
+           "OpenInterest", "QuoteBar", "MarketEvent", "MarketBatch", "MARKET_STREAMS", "SPOT_SUFFIX",
            "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT", "timeframe_ms", "SYNTHETIC_ID_BASE",
            "synthetic_agg_id", "is_synthetic_id"]
 
@@ -99,7 +99,6 @@ class Bar:
 # -- futures-native market data (docs/ANALYTICS.md "Perpetual-futures funding", "Quoted spread") ----
 #: The stream kinds a feed may subscribe to per symbol (config ``feed.streams``), by Binance route:
 #: aggTrade, markPrice and forceOrder on ``/market``, bookTicker on ``/public``.
-TRADE_STREAM = "aggTrade"
 #: A spot twin's trades build bars under its symbol with this suffix (``BTCUSDT.SPOT``), apart from
 #: the futures symbol's: Binance names both ``BTCUSDT``.
 SPOT_SUFFIX = ".SPOT"
