@@ -64,6 +64,7 @@ def test_record_other_symbols_with_the_shipped_config_marks_its_rule_inactive(re
         url = ex.stdout.readline().split("listening on ")[1].split()[0]
         proc = qp(repo, "record", "--symbols", "SOLUSDT,BNBUSDT", "--ws-url", url,
                   "--rest-url", url.replace("ws://", "http://").split("/stream")[0],
+                  "--public-ws-url", url.replace("/stream", "/public/stream"), "--spot-symbols", "",
                   "--db", str(repo / "data" / "sol.db"), "--duration", "2")
     finally:
         ex.terminate()

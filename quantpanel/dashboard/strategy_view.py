@@ -320,7 +320,10 @@ class StrategyView(Viewer):
         rename(self.downloads, f"trades-{run.a}-{run.b}-{run.timeframe}-{run.beta_mode}")
         for button in self.downloads:
             button.disabled = False
-        self.cards["funding"].label = "funding (− = paid)" if result.funding_included else "funding (off)"
+        label = "funding (− = paid)" if result.funding_included else "funding (off)"
+        if self.cards["funding"].label != label:  # a Number redraws its text on value changes only
+            self.cards["funding"].label = label
+            self.cards["funding"].param.trigger("value")
         self.costs_note.object = costs_note(run, result, inputs.costs)
         self.message.object = (f"{len(inputs.times):,} bars · entry {result.entry:g} · exit "
                                f"{result.exit:g} · stop {result.stop if result.stop else 'none'} · "

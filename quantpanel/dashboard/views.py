@@ -43,9 +43,9 @@ class SourceBanner(Viewer):
     def refresh(self, status: Status) -> None:
         if status.source == "REPLAY":
             kind = "SIMULATED data" if status.simulated else "REAL recorded data"
-            text = (f"**REPLAY** — Binance is not connected; replaying {kind}: "
-                    f"{escape(status.label)}. Mark price, funding, liquidations and open interest are "
-                    f"SIMULATED; the best bid/ask quotes are the recording's real bookTicker.")
+            text = f"**REPLAY** — Binance is not connected; replaying {kind}: {escape(status.label)}"
+            if "simulated" not in status.label.lower():  # the local exchange simulates them
+                text += ". Mark price, funding, liquidations and open interest are SIMULATED"
         else:
             text = ""
         if text != self._alert.object:

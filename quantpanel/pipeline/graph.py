@@ -34,7 +34,8 @@ class Pipeline:
         self.source: Stream = source if source is not None else Stream(asynchronous=True, stream_name="feed")
         self.market = market if market is not None else MarketData(state.timeframes, writer)
         self.source.filter(lambda e: e.__class__ is MarketBatch).sink(self.market.on_batch)
-        self.source.filter(lambda e: e.__class__ is Clock).sink(lambda c: self.market.on_clock(c.now_ms))
+        self.source.filter(lambda e: e.__class__ is Clock).sink(
+            lambda c: self.market.on_clock(c.now_ms - state.grace_ms))  # the bars' grace: late quotes count
         trading = self.source.filter(lambda e: e.__class__ is not MarketBatch)
         ticks = trading.filter(lambda e: isinstance(e, TickBatch)).map(lambda b: b.ticks)
         self._bars_node = trading.accumulate(step, returns_state=True, start=state)

@@ -90,6 +90,11 @@ class Ingestion:
         """Every open connection, market route first."""
         return [self.feed] + [f for f in (self.quotes_feed, self.spot_feed) if f is not None]
 
+    @property
+    def futures_feeds(self) -> list[FeedConnection]:
+        """The USD-M connections (not the spot twins'): what an added symbol is subscribed on."""
+        return [self.feed] + ([self.quotes_feed] if self.quotes_feed is not None else [])
+
     def on_market(self, batch: MarketBatch) -> None:
         self.pipeline.emit(batch)
 
@@ -123,7 +128,7 @@ class Ingestion:
         self.writer.put_bars(warm.recovered)
         self.pipeline.add_series(warm.state)
         self.writer.call(lambda store: store.add_watch(symbol))
-        for f in self.feeds:
+        for f in self.futures_feeds:
             await f.subscribe([symbol])
         if self.polls is not None:
             self.polls.symbols.append(symbol)
@@ -132,8 +137,9 @@ class Ingestion:
 
     async def remove_symbol(self, symbol: str) -> None:
         """Stop following ``symbol`` (unsubscribed everywhere, off the watch list); what is stored stays."""
-        for f in self.feeds:
+        for f in self.futures_feeds:
             await f.unsubscribe([symbol])
+        self.backfill.sequencer.last.pop(symbol, None)  # no gap fill of a symbol no longer followed
         self.pipeline.drop_symbol(symbol)
         self.writer.call(lambda store: store.remove_watch(symbol))
         if self.polls is not None and symbol in self.polls.symbols:

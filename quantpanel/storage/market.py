@@ -100,8 +100,11 @@ class MarketTables:
 
     def insert_funding(self, events: Iterable[FundingEvent]) -> int:
         """Funding events; a NaN mark is stored as NULL, and a later event with the mark fills it
-        (counted). Returns rows added or filled."""
-        return self._write(_FUNDING_SQL, ((s, t, r, None if math.isnan(m) else m) for s, t, r, m in events))
+        (counted). Returns rows added or filled. Times are keyed to the second: REST ``fundingTime``
+        and dump ``calc_time`` run a few ms past the hour the stream names, and one funding must
+        never be stored (and charged) twice."""
+        return self._write(_FUNDING_SQL, ((s, t - t % 1000, r, None if math.isnan(m) else m)
+                                          for s, t, r, m in events))
 
     def insert_liquidations(self, rows: Iterable[Liquidation]) -> int:
         return self._write("INSERT OR IGNORE INTO liquidations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)

@@ -38,7 +38,8 @@ async def test_twenty_kill_9s_leave_a_consistent_store_and_no_hole(tmp_path, usd
         def record():
             return asyncio.create_subprocess_exec(
                 sys.executable, "-m", "quantpanel", "--config", str(cfg), "record",
-                "--ws-url", ex.url, "--rest-url", ex.rest_url,
+                "--ws-url", ex.url, "--rest-url", ex.rest_url, "--public-ws-url", ex.public_url,
+                "--spot-symbols", "",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
         counts = []

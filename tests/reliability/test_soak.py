@@ -36,7 +36,8 @@ async def test_record_survives_a_hundred_faults_with_zero_loss(tmp_path, usdm_re
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "quantpanel", "--config", str(cfg), "record",
-            "--ws-url", ex.url, "--rest-url", ex.rest_url,
+            "--ws-url", ex.url, "--rest-url", ex.rest_url, "--public-ws-url", ex.public_url,
+                "--spot-symbols", "",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             await asyncio.wait_for(ex.done.wait(), 150)
