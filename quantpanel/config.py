@@ -225,6 +225,25 @@ class AlertsConfig(_Section):
     health_interval_s: float = Field(1.0, gt=0, le=60)  # feed rules are evaluated this often
 
 
+class BrokerConfig(_Section):
+    """Scale-out over Redis Streams (``quantpanel ingest --broker``, ``serve --broker``): off by
+    default; the embedded single process needs no broker."""
+
+    url: str = ""  # redis://HOST:PORT/DB; "" = no broker (ingestion runs inside the server)
+    prefix: str = Field("qp", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")  # key namespace
+    maxlen: int = Field(5_000, ge=100, le=10_000_000)  # entries kept per stream (MAXLEN ~)
+    heartbeat_s: float = Field(0.5, gt=0, le=60)  # ingest publishes its status this often
+    offline_after_s: float = Field(3.0, gt=0, le=600)  # no heartbeat this long: "ingest offline"
+    command_timeout_s: float = Field(15.0, gt=0, le=600)  # a dashboard waits this long for a reply
+
+    @field_validator("url")
+    @classmethod
+    def _redis(cls, v: str) -> str:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{v!r} is not a redis:// URL (redis://HOST:PORT/DB)")
+        return v
+
+
 class Config(_Section):
     """The whole configuration; every field has a working default."""
 
@@ -241,6 +260,7 @@ class Config(_Section):
     kalman: KalmanConfig = KalmanConfig()
     backtest: BacktestConfig = BacktestConfig()
     alerts: AlertsConfig = AlertsConfig()
+    broker: BrokerConfig = BrokerConfig()
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 from quantpanel.cli.bench import run_bench
 from quantpanel.cli.data import run_bars, run_import
 from quantpanel.cli.exchange import add_market_options, run_exchange
+from quantpanel.cli.ingest import run_ingest
 from quantpanel.cli.pair import run_analyze, run_backtest, run_sweep
 from quantpanel.cli.record import run_record
 from quantpanel.cli.serve import run_serve
@@ -35,6 +36,16 @@ def parse_time(text: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return n
 
 
 def _timeframe(text: str) -> str:
@@ -96,7 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=float, help="replay speed factor, 0 = as fast as possible")
     s.add_argument("--allow-websocket-origin", action="append", help="allowed browser origin host:port")
     s.add_argument("--db-dir", help="directory for both databases (overrides storage.*_path)")
+    s.add_argument("--broker", help="redis://HOST:PORT/DB: serve what `quantpanel ingest --broker` publishes, "
+                                    "with no feed of its own (config broker.url)")
+    s.add_argument("--workers", type=_positive_int, help="N dashboard processes sharing the port, one ingest "
+                                                         "process and a private redis-server, in one command")
     s.set_defaults(func=run_serve)
+
+    g = command("ingest", help="headless ingest publishing to a broker",
+                description="Feed, store, bars, pair analytics and alerts, published to Redis Streams for "
+                            "`quantpanel serve --broker` processes.")
+    g.add_argument("--broker", help="redis://HOST:PORT/DB (config broker.url)")
+    g.add_argument("--source", choices=["auto", "live", "replay"], help="where ticks come from")
+    g.add_argument("--ws-url", help="Binance-compatible combined-stream URL (config feed.ws_url)")
+    g.add_argument("--speed", type=float, help="replay speed factor, 0 = as fast as possible")
+    g.add_argument("--db-dir", help="directory for both databases (overrides storage.*_path)")
+    g.set_defaults(func=run_ingest)
 
     e = command("exchange", help="run the local Binance-compatible exchange",
                        description="Replay recorded aggTrades over a Binance-compatible WebSocket.")

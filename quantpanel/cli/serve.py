@@ -4,6 +4,8 @@ server, configured the same way however it is started."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,26 +22,66 @@ def websocket_max_message_bytes(cfg: Config) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Serve the dashboard; ingestion starts with the server, before any browser connects."""
+    """Serve the dashboard; ingestion starts with the server, before any browser connects.
+
+    ``--broker URL``: no feed here, the hub follows ``quantpanel ingest --broker URL``.
+    ``--workers N``: a private redis-server, one ingest process and N dashboard processes on one
+    port (Bokeh forks them after binding it; one that dies is restarted), all stopped by Ctrl-C.
+    """
+    cfg = load_config(args.config, {
+        "server.host": args.host, "server.port": args.port, "source": args.source,
+        "feed.ws_url": args.ws_url, "replay.speed": args.speed, "broker.url": args.broker,
+        "server.allow_websocket_origin": args.allow_websocket_origin, **_db_dir(args.db_dir)})
+    if not args.workers:
+        return _serve(cfg, num_procs=1)
+    from quantpanel.broker.local import LocalRedis
+
+    parent = os.getpid()
+    redis = None if cfg.broker.url else LocalRedis().start()
+    url = cfg.broker.url or (redis.url if redis else "")
+    ingest = subprocess.Popen([sys.executable, "-m", "quantpanel.cli", "ingest", "--broker", url,
+                               *_passed(args, "config", "source", "ws_url", "speed", "db_dir")])
+    try:
+        return _serve(cfg.model_copy(update={"broker": cfg.broker.model_copy(update={"url": url})}),
+                      num_procs=args.workers)
+    finally:
+        if os.getpid() == parent:  # the forked dashboard processes run this too: only the parent stops them
+            ingest.terminate()
+            try:
+                ingest.wait(30)
+            except subprocess.TimeoutExpired:
+                ingest.kill()
+            if redis is not None:
+                redis.close()
+
+
+def _passed(args: argparse.Namespace, *names: str) -> list[str]:
+    """The flags given to ``serve`` that ``ingest`` takes too, as its command line."""
+    out: list[str] = []
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    return out
+
+
+def _serve(cfg: Config, *, num_procs: int) -> int:
     import panel as pn
 
     from quantpanel.dashboard.app import create_app
     from quantpanel.dashboard.hub import get_hub
 
-    cfg = load_config(args.config, {
-        "server.host": args.host, "server.port": args.port, "source": args.source,
-        "feed.ws_url": args.ws_url, "replay.speed": args.speed,
-        "server.allow_websocket_origin": args.allow_websocket_origin, **_db_dir(args.db_dir),
-    })
     origins = list(cfg.server.allow_websocket_origin) or [
         f"{h}:{cfg.server.port}" for h in ("localhost", "127.0.0.1", cfg.server.host)]
-    print(f"quantpanel serving on http://{cfg.server.host}:{cfg.server.port} "
-          f"(source {cfg.source})", flush=True)
+    where = f"broker {cfg.broker.url}" if cfg.broker.url else f"source {cfg.source}"
+    procs = f", {num_procs} processes" if num_procs > 1 else ""
+    print(f"quantpanel serving on http://{cfg.server.host}:{cfg.server.port} ({where}{procs})", flush=True)
     max_message = websocket_max_message_bytes(cfg)
     server = pn.serve(lambda: create_app(cfg), address=cfg.server.host, port=cfg.server.port,
                       websocket_origin=origins, show=False, title="quantpanel",
-                      websocket_max_message_size=max_message, start=False)
-    # ingestion starts with the server (it records with no browser open), not with the first tab
+                      websocket_max_message_size=max_message, start=False, num_procs=num_procs)
+    # ingestion starts with the server (it records with no browser open), not with the first tab;
+    # with num_procs > 1 this runs in each forked process, on its own loop
     server.io_loop.add_callback(lambda: get_hub(cfg))
     server.start()
     try:
@@ -51,15 +93,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def app_options(argv: Sequence[str] | None = None) -> tuple[Config, str | None]:
     """Options of ``panel serve app.py --args ...`` (and QUANTPANEL_* environment variables)."""
-    import os
 
     p = argparse.ArgumentParser(prog="app.py", add_help=False)
     p.add_argument("--config")
     p.add_argument("--source", choices=["auto", "live", "replay"])
     p.add_argument("--db-dir")
+    p.add_argument("--broker")
     ns, _ = p.parse_known_args(sys.argv[1:] if argv is None else argv)
     source = ns.source or os.environ.get("QUANTPANEL_SOURCE") or None
-    return load_config(ns.config, {"source": source, **_db_dir(ns.db_dir)}), source
+    broker = ns.broker or os.environ.get("QUANTPANEL_BROKER") or None
+    return load_config(ns.config, {"source": source, "broker.url": broker, **_db_dir(ns.db_dir)}), source
 
 
 def _db_dir(directory: str | None) -> dict[str, str]:

@@ -23,6 +23,7 @@ import pandas as pd
 from quantpanel.alerts.engine import Alert
 from quantpanel.alerts.rules import Rule
 from quantpanel.analytics import HedgeResult
+from quantpanel.broker.remote import RemoteReplay, RemoteRules, RemoteRuntime
 from quantpanel.config import Config
 from quantpanel.dashboard.logs import Delta, Log, SeriesDelta
 from quantpanel.dashboard.market_hub import MarketSeries
@@ -55,7 +56,7 @@ class _Series:
 class Hub:
     """Bounded bar history per (symbol, timeframe), live pair analytics, the runtime's status."""
 
-    runtime: Runtime
+    runtime: Runtime | RemoteRuntime  # the process's own, or the ingest's over the broker
     buffer_bars: int
     _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
     _pairs: dict[PairSpec, Log[PairPoint]] = field(default_factory=dict)
@@ -75,7 +76,7 @@ class Hub:
     def config(self) -> Config:
         return self.runtime.config
 
-    def _attach(self, rt: Runtime) -> None:
+    def _attach(self, rt: Runtime | RemoteRuntime) -> None:
         for key, bars in rt.ingestion.history.items():
             s = self._get(key)
             s.log.extend([b for b in bars if b.closed])
@@ -282,7 +283,7 @@ class Hub:
         return await self._stored().import_trades(name, data, progress)
 
     @property
-    def replay(self) -> ReplayControls:
+    def replay(self) -> ReplayControls | RemoteReplay:
         """The shared replay controls (a ``ReplayError`` on the live feed or before start)."""
         if not self.started:
             raise ReplayError("the runtime has not started yet: nothing to replay")
@@ -291,7 +292,7 @@ class Hub:
     @property
     def replaying(self) -> bool:
         """The runtime replays from the local exchange (its controls act)."""
-        return self.started and self.runtime.replay.exchange is not None
+        return self.started and self.runtime.replay.active
 
     # -- pairs ---------------------------------------------------------------------------------
     def watch_pair(self, spec: PairSpec) -> None:
@@ -341,7 +342,7 @@ class Hub:
         """Every rule, by id, with why it is inactive (None: active)."""
         return self.runtime.rules.alerting.all_rules() if self.started else []
 
-    def _rules(self) -> RuleBook:
+    def _rules(self) -> RuleBook | RemoteRules:
         if not self.started:
             raise StoreError("the runtime has not started yet: rules cannot be changed")
         return self.runtime.rules
@@ -378,14 +379,15 @@ def get_hub(config: Config, *, source: str | None = None) -> Hub:
     global _HUB, _START
     with _LOCK:
         if _HUB is None:
-            runtime = Runtime(config, source=source)
+            runtime: Runtime | RemoteRuntime = (
+                RemoteRuntime(config, config.broker.url) if config.broker.url else Runtime(config, source=source))
             _HUB = Hub(runtime, config.dashboard.buffer_bars)
             loop = asyncio.get_event_loop()
             _START = loop.create_task(_start(runtime), context=contextvars.Context())
         return _HUB
 
 
-async def _start(runtime: Runtime) -> None:
+async def _start(runtime: Runtime | RemoteRuntime) -> None:
     try:
         await runtime.start()
     except Exception as exc:  # shown in every session's status strip

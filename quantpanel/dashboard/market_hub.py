@@ -15,12 +15,12 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from quantpanel.dashboard.logs import Delta, Log
 from quantpanel.errors import StoreError
 from quantpanel.models import Liquidation, MarketBatch, MarkPrice, timeframe_ms
-from quantpanel.pipeline.market import LIQUIDATIONS_KEPT, MarketData, MarketView
+from quantpanel.pipeline.market import LIQUIDATIONS_KEPT, MarketView
 from quantpanel.storage.store import Store
 
 __all__ = ["MarkPoint", "MarketSeries", "read_stored_market"]
@@ -59,6 +59,13 @@ def _buckets(marks: Iterable[MarkPrice], tf_ms: int) -> list[MarkPoint]:
     return out
 
 
+class Views(Protocol):
+    """Where the newest values per symbol come from: the pipeline's ``MarketData``, or the
+    broker's copy of them in a ``serve --broker`` process."""
+
+    views: dict[str, MarketView]
+
+
 class MarketSeries:
     """Per (symbol, timeframe) mark points and per symbol liquidations; the latest values
     (``view``) are the pipeline's own ``MarketView`` snapshots. Runs on the event loop."""
@@ -68,9 +75,9 @@ class MarketSeries:
         self._n = buffer_bars
         self._marks: dict[tuple[str, str], _Marks] = {}
         self._liqs: dict[str, Log[Liquidation]] = {}
-        self.data: MarketData | None = None
+        self.data: Views | None = None
 
-    def attach(self, data: MarketData) -> None:
+    def attach(self, data: Views) -> None:
         self.data = data
 
     def view(self, symbol: str) -> MarketView | None:

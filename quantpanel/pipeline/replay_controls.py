@@ -58,6 +58,11 @@ class ReplayControls:
         self.exchange, self._feeds, self._stored, self._symbols = exchange, feeds, stored, symbols
         self._loop = asyncio.get_running_loop()
 
+    @property
+    def active(self) -> bool:
+        """The run replays from the local exchange: the controls act."""
+        return self.exchange is not None
+
     def _replaying(self) -> Exchange:
         if self.exchange is None:
             raise ReplayError("replay controls need the replay source; this server is on the live feed")

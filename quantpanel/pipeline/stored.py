@@ -16,6 +16,7 @@ from typing import cast
 import pandas as pd
 
 from quantpanel.config import Config
+from quantpanel.errors import StoreError
 from quantpanel.models import BAR_COLUMNS, Bar
 from quantpanel.pipeline.history import load_bars, load_closes, require_series, stored_series
 from quantpanel.storage.importer import ImportResult, import_file, unpack_agg_trades
@@ -29,8 +30,13 @@ __all__ = ["StoredData"]
 class StoredData:
     """This run's database, for the analytics views, the Offline and the Replay tabs."""
 
-    def __init__(self, cfg: Config, db_path: Path, writer: StoreWriter) -> None:
+    def __init__(self, cfg: Config, db_path: Path, writer: StoreWriter | None) -> None:
         self.config, self.db_path, self._writer = cfg, db_path, writer
+
+    def _writes(self) -> StoreWriter:
+        if self._writer is None:
+            raise StoreError(f"{self.db_path} is opened read-only here: uploads go to the process that writes it")
+        return self._writer
 
     def _read(self) -> Store:
         return Store(self.db_path, readonly=True)
@@ -75,7 +81,7 @@ class StoredData:
     # -- writes (through the writer) ---------------------------------------------------------------
     async def store_ohlc(self, series: list[OhlcSeries]) -> int:
         """Store validated OHLC series in one transaction."""
-        fut = self._writer.call(lambda store: store_ohlc(store, series))
+        fut = self._writes().call(lambda store: store_ohlc(store, series))
         return cast(int, await asyncio.wrap_future(fut))
 
     async def import_trades(self, name: str, data: bytes,
@@ -89,5 +95,5 @@ class StoredData:
             path = Path(tmp) / csv_name
             await asyncio.to_thread(path.write_bytes, csv)
             report = (lambda n: progress(n, total)) if progress else None
-            fut = self._writer.call(lambda store: import_file(store, path, progress=report))
+            fut = self._writes().call(lambda store: import_file(store, path, progress=report))
             return cast(ImportResult, await asyncio.wrap_future(fut))
