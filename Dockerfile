@@ -1,11 +1,17 @@
 # quantpanel in a container: the dashboard on 0.0.0.0:5006, the database on a volume.
 #   docker build -t quantpanel .
 #   docker run -p 5006:5006 -v quantpanel-data:/data -e QP_ALLOW_ORIGIN=localhost:5006 quantpanel
+# The same image runs the scale-out of compose.yaml (`docker compose up`: redis, one ingest, two
+# dashboards) and `quantpanel serve --workers N`, hence Debian's redis-server in it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     QP_ALLOW_ORIGIN=localhost:5006 QP_PORT=5006
 WORKDIR /app
+
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+    && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt pyproject.toml README.md ./
 RUN pip install -r requirements.txt

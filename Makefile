@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
 
-.PHONY: run test install install-test chromium bench clean
+.PHONY: run test install install-test chromium redis-server bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(TSTAMP): $(STAMP) requirements-test.txt
 	touch $@
 
 install: $(STAMP)
-install-test: $(TSTAMP) chromium
+install-test: $(TSTAMP) chromium redis-server
 
 ## Debian's chromium drives the browser tests (never `playwright install`).
 chromium:
@@ -29,6 +29,13 @@ chromium:
 	  echo "installing Debian chromium"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+## Debian's redis-server: the broker of the scale-out tests (`ingest --broker`, `serve --workers`).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian redis-server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 ## Extra serve flags: make run ARGS="--port 5123 --source replay"
 run: $(STAMP)

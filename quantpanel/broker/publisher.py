@@ -58,6 +58,7 @@ class Publisher:
         self._views: set[str] = set()
         self._wake = asyncio.Event()
         self._serving: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self.connected = False
         self.synced = asyncio.Event()  # the first sync after (re)connecting is done
         self.published_bars = 0
@@ -132,9 +133,13 @@ class Publisher:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for t in tasks:
+            # the loops end after their current (at most 1 s) blocking read: a read cancelled
+            # mid-way can leave redis-py waiting on its connection
+            self._stopping = True
+            self._wake.set()
+            _, pending = await asyncio.wait(tasks, timeout=3)
+            for t in pending:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(*BROKER_ERRORS):
                 await self.redis.delete(self.keys.status)  # dashboards say "ingest offline" at once
             await self.redis.aclose()
@@ -143,7 +148,7 @@ class Publisher:
         """Run ``step`` forever; on a broker error back off (the runtime's feed backoff) and resync."""
         fcfg = self.runtime.config.feed
         delay = fcfg.backoff_initial_s
-        while True:
+        while not self._stopping:
             try:
                 await step()
                 delay = fcfg.backoff_initial_s

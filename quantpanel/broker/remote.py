@@ -209,6 +209,7 @@ class RemoteRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.received = 0  # stream entries read
+        self._stopping = False
 
     # -- the runtime's surface -------------------------------------------------------------------
     @property
@@ -324,9 +325,15 @@ class RemoteRuntime:
         self.spawn(self._heartbeats())
 
     async def stop(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop reading. The loops end after their current (at most 1 s) blocking read; a read
+        cancelled mid-way can leave redis-py waiting on its connection, so none is cancelled
+        until they had that chance."""
+        self._stopping = True
+        tasks = list(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=3)
+            for t in pending:
+                t.cancel()
         await self.redis.aclose()
 
     async def _read_state(self) -> bool:
@@ -356,7 +363,7 @@ class RemoteRuntime:
             await self._follow_symbols()
 
     async def _heartbeats(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.broker.heartbeat_s)
             await self.refresh_state()
 
@@ -431,7 +438,7 @@ class RemoteRuntime:
         """Follow every stream from its position; on a broker error back off and carry on from
         the same positions (no gap, no duplicate)."""
         delay = self.config.feed.backoff_initial_s
-        while True:
+        while not self._stopping:
             try:
                 got = await self.redis.xread(dict(self._positions), block=1000, count=1000)
                 delay = self.config.feed.backoff_initial_s
