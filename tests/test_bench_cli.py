@@ -12,6 +12,9 @@ from tests.conftest import ROOT
 KEYS = ["orjson_loads_per_s", "parse_frame_per_s", "bars_only_ticks_per_s", "store_only_ticks_per_s",
         "ingest_ticks_per_s", "bare_ws_msgs_per_s", "loopback_msgs_per_s", "ingest_vs_orjson",
         "loopback_vs_bare_ws", "peak_rss_mib"]
+BROKER_KEYS = ["latency_in_process_p50_ms", "latency_in_process_p99_ms", "latency_broker_p50_ms",
+               "latency_broker_p99_ms", "broker_added_p50_ms", "broker_added_p99_ms", "latency_target_ms",
+               "sessions_one_process", "sessions_workers_2", "ladder"]
 
 
 @pytest.mark.timeout(600)
@@ -43,6 +46,14 @@ def test_bench_quick_reports_all_figures_with_zero_loss():
     assert f["raw_bokeh_cpu_ms"] > 0 and f["dashboard_cpu_ms"] > 0 and f["holoviews_cpu_ms"] > 0
     assert p["session_open_cpu_ms"] > 0 and len(p["session_open_cpu_ms_runs"]) == 3
     assert p["max_cpu_per_session_pct"] > 0
+    # issue 17's broker section: the latency in process and through Redis; --quick skips the ladder
+    b = r["broker"]
+    assert set(BROKER_KEYS) <= set(b), set(BROKER_KEYS) - set(b)
+    assert b["latency_in_process_p50_ms"] > 0 and b["latency_broker_p50_ms"] > 0
+    assert b["broker_added_p50_ms"] == round(b["latency_broker_p50_ms"] - b["latency_in_process_p50_ms"], 1)
+    assert b["latency_target_ms"] > 0 and b["ladder"] == []
+    assert b["sessions_one_process"] is None and b["sessions_workers_2"] is None
+    assert not any(t["figure"].startswith("broker") for t in r["targets"])  # no target of its own
     assert [t["figure"] for t in r["targets"]][:3] == ["ingest_vs_orjson", "ingest_ticks_per_s",
                                                        "loopback_msgs_per_s"]
     assert all(t["value"] is not None for t in r["targets"] if not t["figure"].startswith(("soak", "push.sessions.20")))

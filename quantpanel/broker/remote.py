@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -344,7 +345,8 @@ class RemoteRuntime:
             self._broker_error = f"broker unreachable: {exc}"
             return False
         self._broker_error = ""
-        if raw is None:
+        if raw is None:  # expired, or deleted by an ingest stopping: offline now
+            self._state_at = -math.inf
             return False
         try:
             self.state = decode_message(raw, "status")
