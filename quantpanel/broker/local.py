@@ -6,6 +6,7 @@ ingest publishes, and the publisher refills a restarted, empty Redis from its bu
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,7 @@ class LocalRedis:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self._dir.name, "--logfile", str(log), "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        atexit.register(self.stop)  # its own session: nothing else stops it when we exit
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

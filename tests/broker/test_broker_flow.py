@@ -121,6 +121,30 @@ async def test_two_dashboards_show_the_stores_bars_and_act_through_commands(tmp_
         assert n >= 3
         assert hub1.pair_since(spec, None).items[-n:] == hub2.pair_since(spec, None).items[-n:]
 
+        # uploads travel to the ingest's writer; every dashboard reads them from the store
+        from quantpanel.storage.ohlc import parse_ohlc_csv
+        root = Path(__file__).resolve().parents[2]
+        series = parse_ohlc_csv((root / "data" / "ohlc" / "ADAUSDT-bybit-1d.csv").read_bytes(), name="ADAUSDT-bybit-1d.csv")
+        n = await hub1.store_ohlc(series)
+        assert n == len(series[0].frame) > 100
+        assert [s[:3] for s in await asyncio.to_thread(hub2.ohlc_series)] == [("ADAUSDT", "1d", n)]
+        frame = await asyncio.to_thread(hub2.read_ohlc, "ADAUSDT", "1d")
+        assert frame["close"].tolist() == pytest.approx(series[0].frame["close"].tolist())
+        csv = b"agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n" \
+            b"1,0.35,10,1,1,1704067200000,true\n2,0.36,5,2,2,1704067201000,false\n"
+        imported = await hub2.import_trades("ADAUSDT-aggTrades-2024-01-01.csv", csv)
+        assert (imported.read, imported.stored, imported.symbols) == (2, 2, {"ADAUSDT"})
+        with pytest.raises(Exception, match="ADAUSDT-aggTrades-bad.csv"):  # the ingest's one-line error, here
+            await hub1.import_trades("ADAUSDT-aggTrades-bad.csv", b"not,a,trades,file\n")
+
+        # a symbol removed and added back: every dashboard drops it, then follows it again, warm
+        await hub1.remove_symbol("ETHUSDT")
+        await until(lambda: hub2.symbols == ["BTCUSDT"], 5, "ETHUSDT dropped in the other dashboard")
+        assert hub2.closed_bars("ETHUSDT", "1s") == []
+        assert await hub2.add_symbol("ethusdt") == "ETHUSDT"
+        await until(lambda: hub1.symbols == ["BTCUSDT", "ETHUSDT"], 5, "ETHUSDT followed again")
+        await until(lambda: len(hub1.closed_bars("ETHUSDT", "1s")) >= 5, 30, "ETHUSDT's bars, warm from the store")
+
         seq = hub1.seq("BTCUSDT", "1s")
         await until(lambda: hub1.seq("BTCUSDT", "1s") >= seq + 3, 30, "more bars")
     # the ingest stopped (drained into the store): what both hubs hold equals the store's bars
