@@ -130,8 +130,8 @@ async def test_two_dashboards_show_the_stores_bars_and_act_through_commands(tmp_
         assert [s[:3] for s in await asyncio.to_thread(hub2.ohlc_series)] == [("ADAUSDT", "1d", n)]
         frame = await asyncio.to_thread(hub2.read_ohlc, "ADAUSDT", "1d")
         assert frame["close"].tolist() == pytest.approx(series[0].frame["close"].tolist())
-        csv = b"agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n" \
-            b"1,0.35,10,1,1,1704067200000,true\n2,0.36,5,2,2,1704067201000,false\n"
+        csv = (b"agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
+               b"1,0.35,10,1,1,1704067200000,true\n2,0.36,5,2,2,1704067201000,false\n")
         imported = await hub2.import_trades("ADAUSDT-aggTrades-2024-01-01.csv", csv)
         assert (imported.read, imported.stored, imported.symbols) == (2, 2, {"ADAUSDT"})
         with pytest.raises(Exception, match="ADAUSDT-aggTrades-bad.csv"):  # the ingest's one-line error, here
