@@ -7,7 +7,9 @@ ingest publishes, and the publisher refills a restarted, empty Redis from its bu
 from __future__ import annotations
 
 import atexit
+import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -16,7 +18,16 @@ from pathlib import Path
 
 from quantpanel.errors import QuantPanelError
 
-__all__ = ["LocalRedis", "free_port"]
+__all__ = ["LocalRedis", "free_port", "die_with_parent"]
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when the process that started it dies, however it
+    dies (Linux ``PR_SET_PDEATHSIG``), so a killed ``serve --workers`` leaves no redis or ingest."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the parent's own clean-up still runs
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -41,12 +52,14 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> LocalRedis:
+    def start(self, timeout_s: float = 10.0, *, owned: bool = False) -> LocalRedis:
+        """``owned``: it dies with this process (``die_with_parent``)."""
         log = Path(self._dir.name) / "redis.log"
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self._dir.name, "--logfile", str(log), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent if owned else None)
         atexit.register(self.stop)  # its own session: nothing else stops it when we exit
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

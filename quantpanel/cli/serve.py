@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -34,13 +35,15 @@ def run_serve(args: argparse.Namespace) -> int:
         "server.allow_websocket_origin": args.allow_websocket_origin, **_db_dir(args.db_dir)})
     if not args.workers:
         return _serve(cfg, num_procs=1)
-    from quantpanel.broker.local import LocalRedis
+    from quantpanel.broker.local import LocalRedis, die_with_parent
 
     parent = os.getpid()
-    redis = None if cfg.broker.url else LocalRedis().start()
+    redis = None if cfg.broker.url else LocalRedis().start(owned=True)
     url = cfg.broker.url or (redis.url if redis else "")
     ingest = subprocess.Popen([sys.executable, "-m", "quantpanel.cli", "ingest", "--broker", url,
-                               *_passed(args, "config", "source", "ws_url", "speed", "db_dir")])
+                               *_passed(args, "config", "source", "ws_url", "speed", "db_dir")],
+                              preexec_fn=die_with_parent)
+    signal.signal(signal.SIGTERM, _exit)  # `kill`, docker stop: stop the others, as Ctrl-C does
     try:
         return _serve(cfg.model_copy(update={"broker": cfg.broker.model_copy(update={"url": url})}),
                       num_procs=args.workers)
@@ -53,6 +56,10 @@ def run_serve(args: argparse.Namespace) -> int:
                 ingest.kill()
             if redis is not None:
                 redis.close()
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _passed(args: argparse.Namespace, *names: str) -> list[str]:
@@ -80,6 +87,9 @@ def _serve(cfg: Config, *, num_procs: int) -> int:
     server = pn.serve(lambda: create_app(cfg), address=cfg.server.host, port=cfg.server.port,
                       websocket_origin=origins, show=False, title="quantpanel",
                       websocket_max_message_size=max_message, start=False, num_procs=num_procs)
+    if num_procs > 1:  # a forked dashboard process: it goes when `serve --workers` goes, however
+        from quantpanel.broker.local import die_with_parent
+        die_with_parent()
     # ingestion starts with the server (it records with no browser open), not with the first tab;
     # with num_procs > 1 this runs in each forked process, on its own loop
     server.io_loop.add_callback(lambda: get_hub(cfg))
