@@ -187,11 +187,14 @@ class Publisher:
             self._published[key] = BARS.load(decode_message(last[0][1][b"d"], "bars"))[0].time if last else -1
 
     async def _flush(self) -> None:
+        """One pipelined round trip. What arrives while it is in flight waits for the next; what
+        it carried is taken off only once Redis has it (else it goes again after reconnecting)."""
         k, maxlen = self.keys, self.runtime.config.broker.maxlen
         pipe = self.redis.pipeline(transaction=False)
+        dirty, self._dirty = self._dirty, set()
         sent: dict[tuple[str, str], int] = {}
         n_bars = 0
-        for key in list(self._dirty):
+        for key in dirty:
             newest = self._published.get(key, -1)
             for b in self._closed.get(key, ()):
                 if b.time > newest:
@@ -199,36 +202,35 @@ class Publisher:
                     newest = b.time
                     sent[key] = newest
                     n_bars += 1
-        forming, self._forming = list(self._forming.values()), {}
+        forming, self._forming = self._forming, {}
         if forming:
-            data = encode_message("bars", BARS.dump(forming))
-            pipe.xadd(k.forming, {"d": data}, maxlen=maxlen)
-            pipe.hset(k.snapshot, mapping={f"forming:{b.symbol}:{b.timeframe}": encode_message("bars", BARS.dump([b]))
-                                           for b in forming})
-        market = self._market_message()
+            pipe.xadd(k.forming, {"d": encode_message("bars", BARS.dump(forming.values()))}, maxlen=maxlen)
+            pipe.hset(k.snapshot, mapping={f"forming:{sym}:{tf}": encode_message("bars", BARS.dump([b]))
+                                           for (sym, tf), b in forming.items()})
+        marks, liqs, views = self._marks, self._liqs, self._views
+        self._marks, self._liqs, self._views = [], [], set()
+        market = self._market_message(marks, liqs, views)
         queued = list(self._queue)
         for key_, data in queued + ([(k.market, market)] if market else []):
             pipe.xadd(key_, {"d": data}, maxlen=maxlen)
         try:
             await pipe.execute()
         except BaseException:
-            for b in forming:  # sent again next time unless a newer one came meanwhile
-                self._forming.setdefault((b.symbol, b.timeframe), b)
+            self._dirty |= dirty
+            self._forming = {**forming, **self._forming}  # a newer forming bar wins
+            self._marks, self._liqs, self._views = marks + self._marks, liqs + self._liqs, views | self._views
             raise
         for _ in queued:
             self._queue.popleft()
         self._published.update(sent)
         self.published_bars += n_bars
-        self._dirty.clear()
 
-    def _market_message(self) -> bytes | None:
-        if not (self._marks or self._liqs or self._views):
+    def _market_message(self, marks: list[Any], liqs: list[Any], symbols: set[str]) -> bytes | None:
+        if not (marks or liqs or symbols):
             return None
         views = self.runtime.ingestion.pipeline.market.views
-        msg = {"marks": MARKS.dump(self._marks), "liquidations": LIQUIDATIONS.dump(self._liqs),
-               "views": {s: encode_view(views[s]) for s in self._views if s in views}}
-        self._marks, self._liqs, self._views = [], [], set()
-        return encode_message("market", msg)
+        return encode_message("market", {"marks": MARKS.dump(marks), "liquidations": LIQUIDATIONS.dump(liqs),
+                                         "views": {s: encode_view(views[s]) for s in symbols if s in views}})
 
     async def _heartbeat(self) -> None:
         bcfg = self.runtime.config.broker

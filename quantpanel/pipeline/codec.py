@@ -116,13 +116,17 @@ def decode_message(data: bytes, kind: str) -> Any:
     return d
 
 
+VIEW_FUNDING_KEPT = 8
+
+
 def encode_view(view: MarketView) -> dict[str, object]:
     """A symbol's newest market values (``MarketView``) as JSON-able data."""
     one: dict[str, tuple[_Rows[Any], Any]] = {"quote": (QUOTES, view.quote), "mark": (MARKS, view.mark),
            "open_interest": (OPEN_INTEREST, view.open_interest),
            "open_interest_before": (OPEN_INTEREST, view.open_interest_before)}
     out: dict[str, object] = {k: rows.dump([v])[0] if v is not None else None for k, (rows, v) in one.items()}
-    return {**out, "symbol": view.symbol, "funding": FUNDING.dump(view.funding),
+    # the newest funding events only: a long run holds thousands, the cards show the last
+    return {**out, "symbol": view.symbol, "funding": FUNDING.dump(view.funding[-VIEW_FUNDING_KEPT:]),
             "liquidations": LIQUIDATIONS.dump(view.liquidations), "updated_ms": view.updated_ms,
             "spot_price": view.spot_price}
 
