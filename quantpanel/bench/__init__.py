@@ -7,6 +7,10 @@ target, as a table or one JSON object.
   session, server CPU to open one session, and one chart refresh against raw Bokeh streaming.
 - ``analytics``: live per-closed-bar cost for 10 pairs, Run tests, Kalman, backtest, sweep,
   scanner, alerts.
+- ``broker``: issue 17's Redis scale-out: tick-to-browser latency p50/p99 in process and through
+  Redis (``ingest --broker`` + ``serve --broker``), and the most sessions one process and
+  ``serve --workers 2`` hold within a p99 target (``--quick``: the latency only). No target of
+  its own: what the broker adds is read against the in-process figures beside it.
 - ``soak`` (``--soak``): server RSS over 30 minutes at ~2k ticks/s.
 
 Ratios to a ceiling measured in the same run stay meaningful on a noisy machine. Nothing here
@@ -61,8 +65,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minutes: float = 0.0,
-         quotes: Path | None = None) -> int:
+def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, broker: bool = True,
+         soak_minutes: float = 0.0, quotes: Path | None = None) -> int:
     started = time.monotonic()
     r = (run_bench(data, passes=1, runs=1, head=6_000, quotes=quotes) if quick
          else run_bench(data, quotes=quotes))
@@ -78,6 +82,12 @@ def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minu
                                            default=None)
         r["push"] = p
         took["push"] = time.monotonic() - started - sum(took.values())
+    if broker:
+        from quantpanel.bench.broker import run_broker_bench
+
+        r["broker"] = (run_broker_bench(latency_counts=(1,), ladder=(), measure_s=5.0, latency_measure_s=5.0) if quick
+                       else run_broker_bench())
+        took["broker"] = time.monotonic() - started - sum(took.values())
     if soak_minutes:
         from quantpanel.bench.soak import run_soak
 
@@ -94,6 +104,10 @@ def main(data: Path, *, quick: bool, as_json: bool, push: bool = True, soak_minu
             from quantpanel.bench.push import format_push
 
             parts.append(format_push(r["push"]))
+        if "broker" in r:
+            from quantpanel.bench.broker import format_broker
+
+            parts.append(format_broker(r["broker"]))
         if "soak" in r:
             from quantpanel.bench.soak import format_soak
 

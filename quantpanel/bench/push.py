@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from itertools import pairwise
 from pathlib import Path
@@ -31,7 +31,8 @@ from typing import Any
 from quantpanel.bench.probe import Observer, parse_shown_price, write_probe_capture
 from quantpanel.bench.procs import Proc, cpu_seconds, served_app, spawn
 
-__all__ = ["run_push_bench", "format_push"]
+__all__ = ["run_push_bench", "format_push", "run_stages", "probe_stack", "probe_capture", "open_pages",
+           "wait_for_probe", "cpu_rate", "Pages", "SYMBOLS", "PROBE_REPLAY"]
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 CHROMIUM = "/usr/bin/chromium"
@@ -194,11 +195,23 @@ def _pct(values: list[float], q: float) -> float | None:
     return v[min(len(v) - 1, round(q * (len(v) - 1)))]
 
 
-@contextmanager
-def _stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Proc, str, Observer]]:
+def probe_capture(tmp: Path, rate_hz: float, seconds: float) -> Path:
+    """The probe's capture in ``tmp`` (``seconds`` of it at ``rate_hz`` per symbol)."""
     capture = tmp / "probe.jsonl"
     write_probe_capture(capture, seconds, rate_hz)
-    with served_app(tmp, capture, SYMBOLS, "--speed", "1", "--rebase-to-now", "--free-run") as (ex, server, ws, url):
+    return capture
+
+
+#: How `quantpanel exchange` replays the probe: in real time, stamped now, never waiting for a reader.
+PROBE_REPLAY = ("--speed", "1", "--rebase-to-now", "--free-run")
+
+
+@contextmanager
+def probe_stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Proc, str, Observer]]:
+    """The exchange replaying the probe, `quantpanel serve` ingesting it, an observer on the
+    exchange: (exchange, server, app URL, observer)."""
+    capture = probe_capture(tmp, rate_hz, seconds)
+    with served_app(tmp, capture, SYMBOLS, *PROBE_REPLAY) as (ex, server, ws, url):
         observer = Observer(ws)
         try:
             yield ex, server, url, observer
@@ -206,14 +219,128 @@ def _stack(tmp: Path, rate_hz: float, seconds: float) -> Iterator[tuple[Proc, Pr
             observer.stop()
 
 
+def open_pages() -> Pages | None:
+    """Chromium pages when Debian's chromium and Playwright are there (else client sessions only)."""
+    if not Path(CHROMIUM).exists():
+        return None
+    try:
+        return Pages()
+    except ImportError:
+        return None
+
+
+def wait_for_probe(obs: Observer, rate_hz: float, timeout_s: float = 60) -> None:
+    """Until the probe trades flow (three seconds of them on the wire), then three more seconds:
+    the server ingesting before anything is measured."""
+    deadline = time.monotonic() + timeout_s
+    while len(obs.received) < rate_hz * 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+
+
+def cpu_rate(cpu: Callable[[], float], seconds: float) -> float:
+    """CPU seconds per second that ``cpu`` (a CPU-seconds reader) counts over ``seconds``."""
+    c0, w0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    return (cpu() - c0) / (time.monotonic() - w0)
+
+
+def run_stages(url: str, obs: Observer, counts: tuple[int, ...], *, pages: Pages | None,
+               chromium_pages: int, cpu: Callable[[], float], idle_cpu: float, measure_s: float,
+               open_timeout_s: float, open_s_per_session: float,
+               after_first: Callable[[Pages], None] | None = None,
+               extra: Callable[[], dict[str, Any]] | None = None,
+               stop: Callable[[int, dict[str, Any]], bool] | None = None,
+               first_measure_s: float | None = None) -> dict[str, dict[str, Any]]:
+    """Open sessions on ``url`` in stages (``counts``: sessions open in each), then measure each
+    stage for ``measure_s``: tick-to-document latency against ``obs`` and the CPU ``cpu`` counts
+    (``idle_cpu``: its rate with no session). Up to ``chromium_pages`` of the sessions are Chromium
+    pages, the rest Bokeh client sessions in one separate process. ``after_first`` runs after the
+    first stage is measured (with the pages); ``extra()`` adds to each stage's figures; a stage for
+    which ``stop(n, figures)`` is true is the last; ``first_measure_s``: the first stage's length
+    (its few samples make a p99 of one session noisy). ``updates_per_session_s``: how often a
+    session's price card changed (the server coalesces what a busy session is sent). A stage whose
+    sessions do not all open within ``open_timeout_s`` plus ``open_s_per_session`` per new session
+    is measured with those open, and is the last (the bench stays within its time)."""
+    out: dict[str, dict[str, Any]] = {}
+    n_pages = [min(n, chromium_pages) if pages else 0 for n in counts]
+    n_clients = [n - p for n, p in zip(counts, n_pages, strict=True)]
+    stages = [n_clients[0]] + [b - a for a, b in pairwise(n_clients)]
+    clients = None
+    if any(n_clients):
+        clients = spawn("-m", "quantpanel.bench.push", "clients", url, ",".join(map(str, stages)))
+    opened_pages = 0
+    try:
+        for i, n in enumerate(counts):
+            t_open = time.monotonic()
+            try:
+                while pages and opened_pages < n_pages[i]:
+                    pages.open(url)
+                    opened_pages += 1
+                if clients:
+                    if i:
+                        clients.send("next")
+                    clients.wait_line(rf"^ready {n_clients[i]}$",
+                                      open_timeout_s + open_s_per_session * stages[i])
+            except RuntimeError:  # the server could not open them all in time: measure those open
+                opened = [int(x.split()[1]) for x in clients.lines if x.startswith("opened ")] if clients else []
+                n_open = min(n, opened_pages + max(opened, default=0))
+            else:
+                n_open = n
+            open_s = time.monotonic() - t_open
+            if pages:
+                pages.idle(1.0)
+            length = first_measure_s if i == 0 and first_measure_s else measure_s
+            c0, w0, wall0 = cpu(), time.monotonic(), time.time()
+            (pages.idle if pages else time.sleep)(length - 1.5)
+            used = (cpu() - c0) / (time.monotonic() - w0)
+            window = (wall0, time.time())
+            r = out[str(n)] = {  # a count repeated in `counts` shares one entry
+                "chromium_pages": n_pages[i], "client_sessions": n_open - n_pages[i],
+                "sessions_open": n_open, "open_s": round(open_s, 2),
+                "server_cpu_pct": round(used * 100, 1),
+                "server_cpu_per_session_pct": round((used - idle_cpu) * 100 / max(n_open, 1), 2),
+                "loadavg": os.getloadavg()[0],
+            }
+            lat_pages = _latencies(pages.samples() if pages else [], obs.received, window)
+            client_samples = [tuple(json.loads(x[7:])) for x in list(clients.lines)
+                              if x.startswith("sample ")] if clients else []
+            lat_clients = _latencies(client_samples, obs.received, window)
+            both = lat_pages + lat_clients
+            r.update({
+                "samples": len(both), "client_samples": len(lat_clients),
+                "updates_per_session_s": round(len(both) / max(n_open, 1) / (window[1] - window[0]), 1),
+                "latency_p50_ms": _round(_pct(both, 0.5)), "latency_p90_ms": _round(_pct(both, 0.9)),
+                "latency_p99_ms": _round(_pct(both, 0.99)), "latency_max_ms": _round(_pct(both, 1.0)),
+                "chromium_p50_ms": _round(_pct(lat_pages, 0.5)),
+                "chromium_p99_ms": _round(_pct(lat_pages, 0.99)),
+            })
+            if extra:
+                r.update(extra())
+            if i == 0 and pages and after_first:
+                after_first(pages)
+            if n_open < n:  # the rest were still opening while this was measured
+                r["note"] = f"only {n_open} of {n} sessions opened within {open_s:.0f} s; measured with those open"
+                break
+            if stop and stop(n, r):
+                break
+    finally:
+        if clients:
+            with suppress(OSError):  # it may have died
+                clients.send("stop")
+            stuck = any("note" in r for r in out.values())  # still opening one
+            with suppress(subprocess.TimeoutExpired):
+                clients.proc.wait(5 if stuck else 60)
+            clients.stop()
+    return out
+
+
 def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: int = 2,
                    measure_s: float = 10.0, rate_hz: float = 20.0,
                    open_timeout_s: float = 20.0, open_s_per_session: float = 3.0) -> dict[str, Any]:
     """Latency p50/p99 and server CPU per session for each session count in ``counts``; the
     server CPU to open one session (Chromium pages opened after the first stage's); one chart
-    refresh against raw Bokeh (``refresh``, in this process). A stage whose sessions do not all
-    open within ``open_timeout_s`` plus ``open_s_per_session`` per new session ends the run with
-    how many did (the bench stays within its time)."""
+    refresh against raw Bokeh (``refresh``, in this process). Stages as ``run_stages``."""
     from quantpanel.bench.refresh import run_refresh_bench
 
     res: dict[str, Any] = {"data": f"simulated probe trades, {rate_hz:g}/s per symbol x {len(SYMBOLS)}",
@@ -221,92 +348,25 @@ def run_push_bench(*, counts: tuple[int, ...] = (1, 5, 20, 50), chromium_pages: 
     res["refresh"] = run_refresh_bench(updates=100, runs=3)  # before the servers: a quiet machine
     res["refresh_vs_raw_bokeh"] = res["refresh"]["refresh_vs_raw_bokeh"]
     with tempfile.TemporaryDirectory(prefix="qp-push-") as tmp_, \
-            _stack(Path(tmp_), rate_hz, 60 + measure_s * (len(counts) + 1) * 3 + 600) as (_ex, server, url, obs):
+            probe_stack(Path(tmp_), rate_hz, 60 + measure_s * (len(counts) + 1) * 3 + 600) as (_ex, server, url, obs):
         pid = server.proc.pid
-        pages: Pages | None = None
-        try:
-            pages = Pages() if Path(CHROMIUM).exists() else None
-        except ImportError:
-            pages = None
+        pages = open_pages()
         res["chromium"] = pages is not None
         try:
             # `quantpanel serve` starts ingesting with the server: first, ingest alone, no session
-            deadline = time.monotonic() + 60
-            while len(obs.received) < rate_hz * 3 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(3)
-            c0, w0 = cpu_seconds(pid), time.monotonic()
-            time.sleep(measure_s / 2)
-            idle_cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
+            wait_for_probe(obs, rate_hz)
+            idle_cpu = cpu_rate(lambda: cpu_seconds(pid), measure_s / 2)
             res["server_cpu_no_session_pct"] = round(idle_cpu * 100, 1)
 
-            n_pages = [min(n, chromium_pages) if pages else 0 for n in counts]
-            n_clients = [n - p for n, p in zip(counts, n_pages, strict=True)]
-            stages = [n_clients[0]] + [b - a for a, b in pairwise(n_clients)]
-            clients = None
-            if any(n_clients):
-                clients = spawn("-m", "quantpanel.bench.push", "clients", url, ",".join(map(str, stages)))
-            windows = []
-            opened_pages = 0
-            for i, n in enumerate(counts):
-                t_open = time.monotonic()
-                try:
-                    while pages and opened_pages < n_pages[i]:
-                        pages.open(url)
-                        opened_pages += 1
-                    if clients:
-                        if i:
-                            clients.send("next")
-                        clients.wait_line(rf"^ready {n_clients[i]}$",
-                                          open_timeout_s + open_s_per_session * stages[i])
-                except RuntimeError:  # the server could not open them all in time: measure those open
-                    opened = [int(x.split()[1]) for x in clients.lines if x.startswith("opened ")] if clients else []
-                    n_open = min(n, opened_pages + max(opened, default=0))
-                else:
-                    n_open = n
-                open_s = time.monotonic() - t_open
-                if pages:
-                    pages.idle(1.0)
-                c0, w0, wall0 = cpu_seconds(pid), time.monotonic(), time.time()
-                (pages.idle if pages else time.sleep)(measure_s - 1.5)
-                cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - w0)
-                windows.append((wall0, time.time()))
-                res["sessions"][str(n)] = {
-                    "chromium_pages": n_pages[i], "client_sessions": n_open - n_pages[i],
-                    "sessions_open": n_open, "open_s": round(open_s, 2),
-                    "server_cpu_pct": round(cpu * 100, 1),
-                    "server_cpu_per_session_pct": round((cpu - idle_cpu) * 100 / max(n_open, 1), 2),
-                    "loadavg": os.getloadavg()[0],
-                }
-                if i == 0 and pages:
-                    costs = pages.open_cost(url, pid)
-                    res["session_open_cpu_ms_runs"] = [round(c) for c in costs]
-                    res["session_open_cpu_ms"] = round(sorted(costs)[len(costs) // 2])
-                if n_open < n:  # the rest were still opening while this was measured
-                    res["sessions"][str(n)]["note"] = (f"only {n_open} of {n} sessions opened within "
-                                                       f"{open_s:.0f} s; measured with those open")
-                    break
-            page_samples = pages.samples() if pages else []
-            client_samples: list[tuple[float, str]] = []
-            if clients:
-                clients.send("stop")
-                stuck = any("note" in r for r in res["sessions"].values())  # still opening one
-                with suppress(subprocess.TimeoutExpired):
-                    clients.proc.wait(5 if stuck else 60)
-                clients.stop()
-                client_samples = [tuple(json.loads(x[7:])) for x in clients.lines if x.startswith("sample ")]
-            # not strict: a count repeated in `counts` shares one entry of `sessions`
-            for r, win in zip(res["sessions"].values(), windows, strict=False):
-                lat_pages = _latencies(page_samples, obs.received, win)
-                lat_clients = _latencies(client_samples, obs.received, win)
-                both = lat_pages + lat_clients
-                r.update({
-                    "samples": len(both), "client_samples": len(lat_clients),
-                    "latency_p50_ms": _round(_pct(both, 0.5)), "latency_p90_ms": _round(_pct(both, 0.9)),
-                    "latency_p99_ms": _round(_pct(both, 0.99)), "latency_max_ms": _round(_pct(both, 1.0)),
-                    "chromium_p50_ms": _round(_pct(lat_pages, 0.5)),
-                    "chromium_p99_ms": _round(_pct(lat_pages, 0.99)),
-                })
+            def open_cost(p: Pages) -> None:
+                costs = p.open_cost(url, pid)
+                res["session_open_cpu_ms_runs"] = [round(c) for c in costs]
+                res["session_open_cpu_ms"] = round(sorted(costs)[len(costs) // 2])
+
+            res["sessions"] = run_stages(url, obs, counts, pages=pages, chromium_pages=chromium_pages,
+                                         cpu=lambda: cpu_seconds(pid), idle_cpu=idle_cpu, measure_s=measure_s,
+                                         open_timeout_s=open_timeout_s, open_s_per_session=open_s_per_session,
+                                         after_first=open_cost)
         finally:
             if pages:
                 pages.close()

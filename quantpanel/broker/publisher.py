@@ -244,7 +244,7 @@ class Publisher:
     def state(self) -> dict[str, Any]:
         """The heartbeat: everything a dashboard shows that is not a series."""
         rt = self.runtime
-        replay = rt.replay.exchange is not None
+        replay = rt.replay.active
         views = rt.ingestion.pipeline.market.views
         series = sorted(rt.ingestion.pipeline.bar_state.series)
         return {"status": asdict(rt.status()), "symbols": rt.symbols, "timeframes": list(rt.config.timeframes),

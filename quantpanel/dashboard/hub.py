@@ -1,4 +1,5 @@
-"""The hub: the one shared data owner of a server process, fed by the runtime's pipeline.
+"""The hub: the one shared data owner of a server process, fed by the runtime's pipeline (or, in a
+``serve --broker`` process, by ``RemoteRuntime``: the same surface, over the ingest's streams).
 
 Sessions never receive data pushed from the pipeline: each pulls from the hub inside its own
 document (thread- and lock-safe, bounded work per session). The hub only *wakes* them: after each
