@@ -13,6 +13,9 @@ process as users run it, the exchange replaying the same simulated probe capture
 The sessions part climbs a ladder of session counts on one server and stops at the first count
 whose p99 misses the target (the larger ones would too); the answer is the largest count before it.
 CPU figures are of every process that serves (ingest, Redis and dashboards), not the exchange's.
+The sessions' clients (one Python process of Bokeh client sessions, a Chromium page) run on the
+same machine: on 2 cores they share the CPU with the servers, so near the ladder's top the harness
+runs short too (``updates_per_session_s`` falls as the server coalesces what each session is sent).
 Nothing here is asserted: the figures are for people.
 """
 
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from quantpanel.bench.probe import Observer
-from quantpanel.bench.procs import Proc, cpu_seconds, free_port, spawn, wait_http
+from quantpanel.bench.procs import Proc, app_config, cpu_seconds, free_port, spawn, wait_http
 from quantpanel.bench.push import (
     PROBE_REPLAY,
     SYMBOLS,
@@ -156,24 +159,6 @@ def _stop_workers(serve: Proc) -> None:
 
 
 # -- the stacks ------------------------------------------------------------------------------------
-def _config(tmp: Path, ws_url: str) -> Path:
-    """The config ``procs.served_app`` writes (the probe's symbols, live from the exchange, no
-    alert rules, databases in ``tmp``), with the bookTicker route on the exchange too (not on
-    Binance)."""
-    import yaml
-
-    cfg = tmp / "config.yaml"
-    base = ws_url.rsplit("/", 1)[0]
-    cfg.write_text(yaml.safe_dump({
-        "symbols": list(SYMBOLS), "source": "live",
-        "feed": {"ws_url": ws_url, "public_ws_url": base + "/public/stream",
-                 "rest_url": base.replace("ws://", "http://")},
-        "storage": {"db_path": str(tmp / "app.db"), "replay_db_path": str(tmp / "replay.db")},
-        "alerts": {"rules": []},
-    }))
-    return cfg
-
-
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("QUANTPANEL_")}
 
@@ -194,7 +179,7 @@ def broker_stack(tmp: Path, rate_hz: float, seconds: float, *, workers: int = 0)
         ex = spawn("-m", "quantpanel", "exchange", "--data", str(capture), *PROBE_REPLAY)
         procs.append(ex)
         ws = ex.wait_line(r"exchange listening on (\S+)", 60).group(1)
-        cfg, port = _config(tmp, ws), free_port()
+        cfg, port = app_config(tmp, ws, SYMBOLS), free_port()
         base = ["-m", "quantpanel", "--config", str(cfg)]
         extra: Callable[[], dict[str, Any]] | None = None
         if workers:

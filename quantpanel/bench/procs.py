@@ -93,26 +93,36 @@ def wait_http(url: str, timeout: float) -> None:
             time.sleep(0.3)
 
 
+def app_config(tmp: Path, ws_url: str, symbols: Sequence[str]) -> Path:
+    """A server's config for the bench: ``symbols`` live from the local exchange at ``ws_url`` on
+    every route (bookTicker too: never Binance), no alert rules, databases in ``tmp``."""
+    import yaml
+
+    base = ws_url.rsplit("/", 1)[0]
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "symbols": list(symbols), "source": "live",
+        "feed": {"ws_url": ws_url, "public_ws_url": base + "/public/stream",
+                 "rest_url": base.replace("ws://", "http://")},
+        "storage": {"db_path": str(tmp / "app.db"), "replay_db_path": str(tmp / "replay.db")},
+        "alerts": {"rules": []},
+    }))
+    return cfg
+
+
 @contextmanager
 def served_app(tmp: Path, data: Path, symbols: Sequence[str],
                *exchange_args: str) -> Iterator[tuple[Proc, Proc, str, str]]:
     """`quantpanel exchange` replaying ``data`` and `quantpanel serve` ingesting it live (config
     and databases in ``tmp``, no alert rules), both as processes; yields (exchange, server,
     exchange stream URL, app URL) and stops both."""
-    import yaml
 
     ex = spawn("-m", "quantpanel", "exchange", "--data", str(data), *exchange_args)
     server = None
     try:
         url = ex.wait_line(r"exchange listening on (\S+)", 60).group(1)
         port = free_port()
-        cfg = tmp / "config.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "symbols": list(symbols), "source": "live",
-            "feed": {"ws_url": url, "rest_url": url.replace("ws://", "http://").rsplit("/", 1)[0]},
-            "storage": {"db_path": str(tmp / "app.db"), "replay_db_path": str(tmp / "replay.db")},
-            "alerts": {"rules": []},
-        }))
+        cfg = app_config(tmp, url, symbols)
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTPANEL_")}
         server = spawn("-m", "quantpanel", "--config", str(cfg), "serve", "--port", str(port), env=env)
         server.wait_line(r"quantpanel serving on", 60)

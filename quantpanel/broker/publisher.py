@@ -191,6 +191,13 @@ class Publisher:
         it carried is taken off only once Redis has it (else it goes again after reconnecting)."""
         k, maxlen = self.keys, self.runtime.config.broker.maxlen
         pipe = self.redis.pipeline(transaction=False)
+        # forming bars first: a reader woken by the first write of the round trip then has the
+        # new bar before the one it closes, never a closed bar with no forming bar after it
+        forming, self._forming = self._forming, {}
+        if forming:
+            pipe.xadd(k.forming, {"d": encode_message("bars", BARS.dump(forming.values()))}, maxlen=maxlen)
+            pipe.hset(k.snapshot, mapping={f"forming:{sym}:{tf}": encode_message("bars", BARS.dump([b]))
+                                           for (sym, tf), b in forming.items()})
         dirty, self._dirty = self._dirty, set()
         sent: dict[tuple[str, str], int] = {}
         n_bars = 0
@@ -202,11 +209,6 @@ class Publisher:
                     newest = b.time
                     sent[key] = newest
                     n_bars += 1
-        forming, self._forming = self._forming, {}
-        if forming:
-            pipe.xadd(k.forming, {"d": encode_message("bars", BARS.dump(forming.values()))}, maxlen=maxlen)
-            pipe.hset(k.snapshot, mapping={f"forming:{sym}:{tf}": encode_message("bars", BARS.dump([b]))
-                                           for (sym, tf), b in forming.items()})
         marks, liqs, views = self._marks, self._liqs, self._views
         self._marks, self._liqs, self._views = [], [], set()
         market = self._market_message(marks, liqs, views)

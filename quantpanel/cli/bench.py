@@ -17,7 +17,6 @@ def run_bench(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, {})
     soak = args.soak_minutes if args.soak_minutes is not None else (30.0 if args.soak else 0.0)
     quotes = None if args.data else cfg.replay.quotes  # the bundled quotes go with the bundled trades
-    no_broker = getattr(args, "no_broker", False)  # `--no-broker`, where the parser defines it
     return bench_main(Path(args.data) if args.data else cfg.replay.data, quick=args.quick,
-                      as_json=args.json, push=not args.no_push, broker=not no_broker,
+                      as_json=args.json, push=not args.no_push, broker=not args.no_broker,
                       soak_minutes=soak, quotes=quotes)

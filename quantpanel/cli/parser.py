@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--quick", action="store_true", help="small inputs, one run (a smoke test)")
     be.add_argument("--json", action="store_true", help="one JSON object")
     be.add_argument("--no-push", action="store_true", help="skip the push-latency sessions")
+    be.add_argument("--no-broker", action="store_true",
+                    help="skip the broker section (ingest + serve over Redis vs in-process; --workers 2)")
     be.add_argument("--soak", action="store_true", help="also a 30-minute memory soak at ~2k ticks/s")
     be.add_argument("--soak-minutes", type=float, help="the soak's length (implies --soak)")
     be.set_defaults(func=run_bench)
