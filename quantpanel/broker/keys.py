@@ -63,11 +63,14 @@ class Keys:
         return f"{self.prefix}:reply:{request}"
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, longest_block_s: float) -> aioredis.Redis:
     """A client for ``url`` (bytes in and out). Connections are made lazily and remade after a
-    failure, so one client survives a Redis restart; callers back off on ``BROKER_ERRORS``."""
+    failure, so one client survives a Redis restart; callers back off on ``BROKER_ERRORS``. A
+    reply slower than the longest blocking read (plus 5 s) is a dead link (a paused Redis, a
+    partition), not a wait forever."""
     return aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=2,
-                                   socket_keepalive=True, health_check_interval=10)
+                                   socket_timeout=longest_block_s + 5, socket_keepalive=True,
+                                   health_check_interval=10)
 
 
 def entry_ms(entry_id: bytes) -> int:

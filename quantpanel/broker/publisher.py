@@ -46,7 +46,8 @@ class Publisher:
     def __init__(self, runtime: Runtime, url: str) -> None:
         cfg = runtime.config
         self.runtime, self.url, self.keys = runtime, url, Keys(cfg.broker.prefix)
-        self.redis: Any = connect(url)  # redis-py types replies as unions of every encoding: checked here
+        # redis-py types replies as unions of every encoding: checked where they are read
+        self.redis: Any = connect(url, cfg.broker.command_timeout_s)
         self._n = cfg.dashboard.buffer_bars
         self._closed: dict[tuple[str, str], deque[Bar]] = {}
         self._published: dict[tuple[str, str], int] = {}  # newest bar time in each stream
@@ -121,6 +122,7 @@ class Publisher:
             return
         for key, bars in history.items():
             self._keep(key, [b for b in bars if b.closed])
+        self.synced.clear()  # read its streams' positions first: a re-added symbol's bars may be there
         self._wake.set()
 
     # -- the loops -----------------------------------------------------------------------------
@@ -131,7 +133,10 @@ class Publisher:
                  asyncio.create_task(self._heartbeat(), name="broker-heartbeat"),
                  asyncio.create_task(self._commands(), name="broker-commands")]
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)  # cancelling run leaves them be
+            for t in tasks:
+                if t.done() and not t.cancelled():
+                    t.result()  # its error, raised
         finally:
             # the loops end after their current (at most 1 s) blocking read: a read cancelled
             # mid-way can leave redis-py waiting on its connection
@@ -140,8 +145,8 @@ class Publisher:
             _, pending = await asyncio.wait(tasks, timeout=3)
             for t in pending:
                 t.cancel()
-            with contextlib.suppress(*BROKER_ERRORS):
-                await self.redis.delete(self.keys.status)  # dashboards say "ingest offline" at once
+            with contextlib.suppress(*BROKER_ERRORS, TimeoutError):  # Redis may be the one that is gone
+                await asyncio.wait_for(self.redis.delete(self.keys.status), 2)  # dashboards: offline at once
             await self.redis.aclose()
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
@@ -152,10 +157,12 @@ class Publisher:
             try:
                 await step()
                 delay = fcfg.backoff_initial_s
-            except BROKER_ERRORS as exc:
+            except Exception as exc:  # a Redis error reply or a bad entry must not end the ingest
                 self.errors += 1
                 self.last_error = f"{what}: {exc}"
-                if self.connected:
+                if not isinstance(exc, BROKER_ERRORS):
+                    log.exception("broker %s: %s failed; retrying", self.url, what)
+                elif self.connected:
                     log.warning("broker %s unreachable (%s): retrying with backoff", self.url, exc)
                 self.connected = False
                 self.synced.clear()
@@ -212,7 +219,7 @@ class Publisher:
         marks, liqs, views = self._marks, self._liqs, self._views
         self._marks, self._liqs, self._views = [], [], set()
         market = self._market_message(marks, liqs, views)
-        queued = list(self._queue)
+        queued = [self._queue.popleft() for _ in range(len(self._queue))]
         for key_, data in queued + ([(k.market, market)] if market else []):
             pipe.xadd(key_, {"d": data}, maxlen=maxlen)
         try:
@@ -220,10 +227,11 @@ class Publisher:
         except BaseException:
             self._dirty |= dirty
             self._forming = {**forming, **self._forming}  # a newer forming bar wins
-            self._marks, self._liqs, self._views = marks + self._marks, liqs + self._liqs, views | self._views
+            self._queue.extendleft(reversed(queued))  # the oldest go first once Redis is back
+            self._marks = (marks + self._marks)[-QUEUE_MAX:]  # the charts' newest points, bounded
+            self._liqs = (liqs + self._liqs)[-QUEUE_MAX:]
+            self._views |= views
             raise
-        for _ in queued:
-            self._queue.popleft()
         self._published.update(sent)
         self.published_bars += n_bars
 
@@ -269,12 +277,12 @@ class Publisher:
                 for entry_id, fields in entries:
                     last.append(entry_id)
                     del last[:-1]
-                    task = asyncio.create_task(self._serve(fields))
+                    task = asyncio.create_task(self._serve(entry_id, fields))
                     self._serving.add(task)
                     task.add_done_callback(self._serving.discard)
         await self._retrying("commands", step)
 
-    async def _serve(self, fields: dict[bytes, bytes]) -> None:
+    async def _serve(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         request = fields.get(b"id", b"").decode()
         try:
             op = fields[b"op"].decode()
@@ -285,12 +293,17 @@ class Publisher:
         except Exception as exc:  # a bug: answered, logged, the ingest keeps running
             log.exception("broker command %r failed", fields.get(b"op"))
             reply = {"error": f"the ingest process failed: {exc}", "type": "RuntimeError"}
-        if request:
-            with contextlib.suppress(*BROKER_ERRORS):
-                pipe = self.redis.pipeline(transaction=False)
+        bcfg = self.runtime.config.broker
+        with contextlib.suppress(*BROKER_ERRORS):
+            pipe = self.redis.pipeline(transaction=False)
+            if fields.get(b"data"):  # an uploaded file: not kept in Redis once stored
+                pipe.xdel(self.keys.commands, entry_id)
+            # the state after the action, before the reply: the asker's next read shows it
+            pipe.set(self.keys.status, encode_message("status", self.state()), px=int(bcfg.offline_after_s * 1000))
+            if request:
                 pipe.rpush(self.keys.reply(request), encode_message("reply", reply))
                 pipe.expire(self.keys.reply(request), 60)
-                await pipe.execute()
+            await pipe.execute()
         self._wake.set()
 
     async def _act(self, op: str, a: dict[str, Any], data: bytes) -> Any:

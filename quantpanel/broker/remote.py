@@ -131,6 +131,8 @@ class RemoteReplay:
     def _send(self, action: str, optimistic: dict[str, Any], **args: Any) -> None:
         if not self.active:
             raise ReplayError("replay controls need the replay source; the ingest is on the live feed")
+        if not self._rt.online:
+            raise ReplayError(f"the ingest process is offline (broker {self._rt.url}): try again when it is back")
         self._rt.state.get("status", {}).update(optimistic)  # shown now; the heartbeat confirms
         self._rt.spawn(self._rt.call("replay", {"action": action, **args}, offline=ReplayError))
 
@@ -196,7 +198,8 @@ class RemoteRuntime:
         self.source_kind = "STARTING"
         self.error = ""
         self.started = asyncio.Event()
-        self.redis: Any = connect(url)  # redis-py types replies as unions of every encoding: checked here
+        # redis-py types replies as unions of every encoding: checked where they are read
+        self.redis: Any = connect(url, config.broker.command_timeout_s)
         self.ingestion = RemoteIngestion({}, RemotePipeline())
         self.rules = RemoteRules(self)
         self.replay = RemoteReplay(self)
@@ -207,6 +210,7 @@ class RemoteRuntime:
         self._on_ready: list[Callable[[Any], None]] = []
         self._on_rebuilt: list[Callable[[list[Bar]], None]] = []
         self._on_symbols: list[Callable[[str, History | None], None]] = []
+        self._on_rules: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.received = 0  # stream entries read
@@ -233,6 +237,10 @@ class RemoteRuntime:
     def on_symbols(self, callback: Callable[[str, History | None], None]) -> None:
         self._on_symbols.append(callback)
 
+    def on_rules(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the ingest's rule book changed (an edit from any dashboard)."""
+        self._on_rules.append(callback)
+
     async def add_symbol(self, text: str) -> str:
         symbol = str(await self.call("add_symbol", {"text": text}))
         await self.refresh_state()
@@ -250,6 +258,8 @@ class RemoteRuntime:
 
     def status(self) -> Status:
         raw = self.state.get("status")
+        if self.error:  # start-up failed (hub._start says why)
+            return Status("STARTING", f"broker {self.url}", False, "failed", 0.0, None, 0, 0, 0, "", self.error)
         if raw is None:
             why = self._broker_error or "waiting for its first heartbeat"
             return Status("STARTING", f"broker {self.url}", False, "waiting for ingest", 0.0, None, 0, 0, 0, "",
@@ -348,6 +358,7 @@ class RemoteRuntime:
         if raw is None:  # expired, or deleted by an ingest stopping: offline now
             self._state_at = -math.inf
             return False
+        rules = self.state.get("rules")
         try:
             self.state = decode_message(raw, "status")
         except FrameError as exc:
@@ -355,6 +366,9 @@ class RemoteRuntime:
             log.error("%s: %s", self.keys.status, exc)
             return False
         self._state_at = time.monotonic()
+        if rules is not None and self.state.get("rules") != rules:
+            for cb in self._on_rules:
+                cb()
         market = self.ingestion.pipeline.market
         for sym, v in self.state.get("views", {}).items():
             market.views[sym] = decode_view(v)
@@ -367,7 +381,11 @@ class RemoteRuntime:
     async def _heartbeats(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.config.broker.heartbeat_s)
-            await self.refresh_state()
+            try:
+                await self.refresh_state()
+            except Exception as exc:  # the next beat tries again; the status says why
+                self._broker_error = f"broker: {exc}"
+                log.warning("broker %s: reading the ingest's state failed: %s", self.url, exc)
 
     async def _follow_symbols(self) -> None:
         """Series streams of symbols the ingest added are read from their start; removed ones dropped."""
@@ -375,15 +393,15 @@ class RemoteRuntime:
         followed = list(self.config.symbols)
         if now == followed:
             return
-        self.config = self.config.model_copy(update={"symbols": tuple(now)})
+        added = {sym: await self._series_history([sym]) for sym in now if sym not in followed}
+        self.config = self.config.model_copy(update={"symbols": tuple(now)})  # once all is read
         for sym in [s for s in followed if s not in now]:
             for key in [k for k in self.ingestion.pipeline.last if k[0] in (sym, sym + SPOT_SUFFIX)]:
                 self._positions.pop(self.keys.bars(*key), None)
                 self.ingestion.pipeline.last.pop(key, None)
             for cb in self._on_symbols:
                 cb(sym, None)
-        for sym in [s for s in now if s not in followed]:
-            history = await self._series_history([sym])
+        for sym, history in added.items():
             for key, bars in history.items():
                 if bars:
                     self.ingestion.pipeline.last[key] = bars[-1].time
@@ -444,8 +462,9 @@ class RemoteRuntime:
             try:
                 got = await self.redis.xread(dict(self._positions), block=1000, count=1000)
                 delay = self.config.feed.backoff_initial_s
-            except BROKER_ERRORS as exc:
-                self._broker_error = f"broker unreachable: {exc}"
+            except Exception as exc:  # unreachable, or an error reply: back off, same positions
+                gone = isinstance(exc, BROKER_ERRORS)
+                self._broker_error = f"broker unreachable: {exc}" if gone else f"broker: {exc}"
                 log.warning("broker %s: %s; retrying in %.1f s", self.url, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.feed.backoff_max_s)
@@ -458,8 +477,8 @@ class RemoteRuntime:
                 self.received += len(entries)
                 try:
                     self._dispatch(name, [f[b"d"] for _, f in entries])
-                except (FrameError, ValueError, KeyError, TypeError) as exc:
-                    log.error("%s: dropped %d entries: %s", name, len(entries), exc)
+                except Exception:  # a bad entry, or a bug downstream: logged, the reader goes on
+                    log.exception("%s: %d entries not applied", name, len(entries))
 
     def _dispatch(self, name: str, messages: list[bytes]) -> None:
         k, pipeline = self.keys, self.ingestion.pipeline

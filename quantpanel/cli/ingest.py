@@ -41,10 +41,12 @@ async def ingest(cfg: Config, url: str, *, source: str | None = None) -> None:
             if publishing.done():
                 publishing.result()
     finally:
-        for t in (start, publishing, stopping):
+        for t in (start, stopping):
             t.cancel()
-        await asyncio.gather(start, publishing, stopping, return_exceptions=True)
-        await runtime.stop()
+        await asyncio.gather(start, stopping, return_exceptions=True)
+        await runtime.stop()  # the store drained first (the publisher sends what it closes meanwhile)
+        publishing.cancel()
+        await asyncio.gather(publishing, return_exceptions=True)
 
 
 def run_ingest(args: argparse.Namespace) -> int:

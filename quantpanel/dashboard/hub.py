@@ -93,7 +93,12 @@ class Hub:
         self.market.attach(pipeline.market)
         pipeline.market.updates.sink(self._apply_market)
         rt.on_symbols(self._symbols_changed)
+        if isinstance(rt, RemoteRuntime):  # another dashboard process may edit the shared rules
+            rt.on_rules(self._rules_changed)
         self._spawn(self._warm_market(list(rt.symbols)))
+
+    def _rules_changed(self) -> None:
+        self.rules_version += 1
 
     @property
     def started(self) -> bool:

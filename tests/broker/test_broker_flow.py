@@ -91,8 +91,11 @@ async def test_two_dashboards_show_the_stores_bars_and_act_through_commands(tmp_
 
         # rules: saved from one dashboard, live in the ingest, listed by both
         rule = Rule(name="btc above 1", metric="price", symbol="BTCUSDT", timeframe="1s", op=">", threshold=1.0)
+        version2 = hub2.rules_version
         saved = await hub1.save_rule(rule)
         assert saved.id is not None
+        assert any(r.id == saved.id for r in hub1.rules()), "listed by the dashboard that saved it, at once"
+        await until(lambda: hub2.rules_version > version2, 5, "the other dashboard told to redraw its rules")
         assert any(r.id == saved.id for r, _ in ing.runtime.rules.alerting.all_rules())
         await until(lambda: any(r.id == saved.id for r in hub2.rules()), 5, "the rule in the other dashboard")
         await until(lambda: any(a.rule_id == saved.id for a in hub2.alerts()), 20, "its alert in the other dashboard")
@@ -136,6 +139,8 @@ async def test_two_dashboards_show_the_stores_bars_and_act_through_commands(tmp_
         assert (imported.read, imported.stored, imported.symbols) == (2, 2, {"ADAUSDT"})
         with pytest.raises(Exception, match="ADAUSDT-aggTrades-bad.csv"):  # the ingest's one-line error, here
             await hub1.import_trades("ADAUSDT-aggTrades-bad.csv", b"not,a,trades,file\n")
+        entries = await rt1.redis.xrange(rt1.keys.commands)
+        assert entries and not [f for _, f in entries if f.get(b"data")], "uploaded bytes left in Redis"
 
         # a symbol removed and added back: every dashboard drops it, then follows it again, warm
         await hub1.remove_symbol("ETHUSDT")
