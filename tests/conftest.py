@@ -30,3 +30,20 @@ def usdm_ticks(usdm_recording: Recording) -> list[Tick]:
 def cryptofeed_ticks() -> list[Tick]:
     """91 real aggTrades of 4 thin symbols over 30 s: many empty 1 s intervals."""
     return [to_tick(t) for t in load_recording(CRYPTOFEED).trades]
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """How many times HoloViews re-rendered an element or overlay (update_frame calls): a chart
+    that streams its updates as patches renders once, when drawn."""
+    from holoviews.plotting.bokeh.element import ElementPlot, OverlayPlot
+
+    calls: list[str] = []
+    for cls in (ElementPlot, OverlayPlot):
+        original = cls.update_frame
+
+        def counting(self, *a, _original=original, **kw):
+            calls.append(type(self).__name__)
+            return _original(self, *a, **kw)
+        monkeypatch.setattr(cls, "update_frame", counting)
+    return calls

@@ -15,7 +15,6 @@ import pytest
 from bokeh.document import Document
 from bokeh.document.events import ColumnDataChangedEvent, ColumnsStreamedEvent
 from bokeh.models import ColumnDataSource
-from holoviews.plotting.bokeh.element import ElementPlot, OverlayPlot
 
 from quantpanel.analytics import pair_carry, quoted_spread_bps
 from quantpanel.analytics.backtest import backtest, pair_signal, trades_frame
@@ -172,19 +171,6 @@ def test_status_strip_names_silent_streams():
     assert "silent" not in strip._html.object
     strip.refresh(Status(**{**base.__dict__, "silent_streams": ("btcusdt@bookTicker",)}))
     assert "silent streams: btcusdt@bookTicker" in strip._html.object and "wrong route?" in strip._html.object
-
-
-@pytest.fixture
-def renders(monkeypatch):
-    calls = []
-    for cls in (ElementPlot, OverlayPlot):
-        original = cls.update_frame
-
-        def counting(self, *a, _original=original, **kw):
-            calls.append(type(self).__name__)
-            return _original(self, *a, **kw)
-        monkeypatch.setattr(cls, "update_frame", counting)
-    return calls
 
 
 def test_new_mark_points_and_liquidations_reach_a_drawn_chart_as_patches_not_re_renders(renders):

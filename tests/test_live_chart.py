@@ -9,10 +9,8 @@ from types import SimpleNamespace
 import holoviews as hv
 import numpy as np
 import pandas as pd
-import pytest
 from bokeh.document import Document
 from bokeh.document.events import ColumnDataChangedEvent, ColumnsStreamedEvent, ModelChangedEvent
-from holoviews.plotting.bokeh.element import ElementPlot, OverlayPlot
 
 from quantpanel.bench.refresh import simulated_bars
 from quantpanel.dashboard.plots import (
@@ -31,20 +29,6 @@ from quantpanel.dashboard.plots import (
 from quantpanel.dashboard.streaming import LiveChart, _leaves, _number
 
 N = 50  # buffer length
-
-
-@pytest.fixture
-def renders(monkeypatch):
-    """How many times HoloViews re-rendered an element or overlay (update_frame calls)."""
-    calls = []
-    for cls in (ElementPlot, OverlayPlot):
-        original = cls.update_frame
-
-        def counting(self, *a, _original=original, **kw):
-            calls.append(type(self).__name__)
-            return _original(self, *a, **kw)
-        monkeypatch.setattr(cls, "update_frame", counting)
-    return calls
 
 
 def drawn(chart: LiveChart) -> tuple[Document, list]:

@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Keys", "connect", "BROKER_ERRORS", "entry_ms"]
+__all__ = ["Keys", "connect", "BROKER_ERRORS"]
 
 #: What a broker that went away raises (the client reconnects on the next command).
 BROKER_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -71,8 +71,3 @@ def connect(url: str, longest_block_s: float) -> aioredis.Redis:
     return aioredis.Redis.from_url(url, decode_responses=False, socket_connect_timeout=2,
                                    socket_timeout=longest_block_s + 5, socket_keepalive=True,
                                    health_check_interval=10)
-
-
-def entry_ms(entry_id: bytes) -> int:
-    """The publish time of a stream entry (its id is ``<ms>-<seq>``)."""
-    return int(entry_id.split(b"-", 1)[0])

@@ -62,7 +62,6 @@ class Publisher:
         self._stopping = False
         self.connected = False
         self.synced = asyncio.Event()  # the first sync after (re)connecting is done
-        self.published_bars = 0
         self.errors = 0
         self.last_error = ""
 
@@ -207,7 +206,6 @@ class Publisher:
                                            for (sym, tf), b in forming.items()})
         dirty, self._dirty = self._dirty, set()
         sent: dict[tuple[str, str], int] = {}
-        n_bars = 0
         for key in dirty:
             newest = self._published.get(key, -1)
             for b in self._closed.get(key, ()):
@@ -215,7 +213,6 @@ class Publisher:
                     pipe.xadd(k.bars(*key), {"d": encode_message("bars", BARS.dump([b]))}, maxlen=maxlen)
                     newest = b.time
                     sent[key] = newest
-                    n_bars += 1
         marks, liqs, views = self._marks, self._liqs, self._views
         self._marks, self._liqs, self._views = [], [], set()
         market = self._market_message(marks, liqs, views)
@@ -233,7 +230,6 @@ class Publisher:
             self._views |= views
             raise
         self._published.update(sent)
-        self.published_bars += n_bars
 
     def _market_message(self, marks: list[Any], liqs: list[Any], symbols: set[str]) -> bytes | None:
         if not (marks or liqs or symbols):

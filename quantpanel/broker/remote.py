@@ -54,6 +54,13 @@ class RemoteMarket:
         self.views: dict[str, MarketView] = {}
         self.updates = Stream(asynchronous=True)
 
+    def put(self, view: MarketView) -> None:
+        """Keep ``view`` unless a newer one is held: a heartbeat written before a market message
+        that was read first must not take its values back."""
+        held = self.views.get(view.symbol)
+        if held is None or view.updated_ms >= held.updated_ms:
+            self.views[view.symbol] = view
+
 
 class RemotePipeline:
     """The output streams of the ingest's pipeline, rebuilt from the broker's messages."""
@@ -113,9 +120,6 @@ class RemoteRules:
     async def delete(self, rule_id: int) -> None:
         await self._rt.call("delete_rule", {"id": rule_id})
         await self._rt.refresh_state()
-
-    def close(self) -> None:
-        pass
 
 
 class RemoteReplay:
@@ -213,7 +217,6 @@ class RemoteRuntime:
         self._on_rules: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.received = 0  # stream entries read
         self._stopping = False
 
     # -- the runtime's surface -------------------------------------------------------------------
@@ -370,8 +373,8 @@ class RemoteRuntime:
             for cb in self._on_rules:
                 cb()
         market = self.ingestion.pipeline.market
-        for sym, v in self.state.get("views", {}).items():
-            market.views[sym] = decode_view(v)
+        for v in self.state.get("views", {}).values():
+            market.put(decode_view(v))
         return True
 
     async def refresh_state(self) -> None:
@@ -474,7 +477,6 @@ class RemoteRuntime:
                 if name not in self._positions:
                     continue  # a symbol removed while the read was on its way
                 self._positions[name] = entries[-1][0]
-                self.received += len(entries)
                 try:
                     self._dispatch(name, [f[b"d"] for _, f in entries])
                 except Exception:  # a bad entry, or a bug downstream: logged, the reader goes on
@@ -500,8 +502,8 @@ class RemoteRuntime:
         elif name == k.market:
             for m in messages:
                 d = decode_message(m, "market")
-                for sym, v in d["views"].items():
-                    pipeline.market.views[sym] = decode_view(v)
+                for v in d["views"].values():
+                    pipeline.market.put(decode_view(v))
                 pipeline.market.updates.emit(MarketBatch(marks=tuple(MARKS.load(d["marks"])),
                                                          liquidations=tuple(LIQUIDATIONS.load(d["liquidations"])),
                                                          received_ms=int(time.time() * 1000)))

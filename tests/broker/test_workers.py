@@ -6,38 +6,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from quantpanel.broker.local import free_port
 
+from tests.browser.helpers import alive, children, poll
+
 from .conftest import ROOT, replay_tree, write_config
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
@@ -56,12 +35,12 @@ def test_killing_the_workers_parent_stops_redis_ingest_and_every_dashboard(tmp_p
                     return r.status == 200
             except OSError:
                 return False
-        _wait(serving, 90, "the port served")
-        _wait(lambda: len(_children(proc.pid)) == 4, 30, "redis, ingest and 2 dashboards")
-        kids = _children(proc.pid)
+        poll(serving, bool, 90, "the port served", interval=0.2)
+        kids = poll(lambda: children(proc.pid), lambda k: len(k) == 4, 30, "redis, ingest and 2 dashboards",
+                    interval=0.2)
         os.kill(proc.pid, how)  # the parent only, as `kill PID` or the OOM killer would
         proc.wait(40)
-        _wait(lambda: not [k for k in kids if _alive(k)], 40, "every child gone")
+        poll(lambda: [k for k in kids if alive(k)], lambda left: not left, 40, "every child gone", interval=0.2)
         assert not serving()
     finally:
         if proc.poll() is None:

@@ -134,6 +134,22 @@ def start_server(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, l
     return Server(proc, port, logs / "stdout.log", logs / "stderr.log", path, [out, err])
 
 
+def children(pid: int) -> list[int]:
+    """The pids ``pid`` started that still exist (Linux /proc)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, exited but not reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def listening_ports(pid: int) -> set[int]:
     """TCP ports a process listens on (Linux /proc; the process must be ours)."""
     inodes = set()

@@ -19,7 +19,7 @@ from quantpanel.broker.local import LocalRedis
 from quantpanel.pipeline.history import load_bars
 from quantpanel.storage.store import Store
 
-from .helpers import ROOT, Server, free_port, poll, start_server, status_strip, wait_for_growth
+from .helpers import ROOT, Server, alive, children, free_port, poll, start_server, status_strip, wait_for_growth
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -136,25 +136,11 @@ def test_two_broker_dashboards_stream_the_stores_bars_and_survive_each_other(
             ingest.kill()
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except FileNotFoundError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_serve_workers_runs_redis_ingest_and_n_dashboards_and_ctrl_c_stops_them_all(
@@ -166,7 +152,7 @@ def test_serve_workers_runs_redis_ingest_and_n_dashboards_and_ctrl_c_stops_them_
                           cwd=ROOT, env=env, port=port, logs=tmp_path / "workers")
     try:
         server.wait_http(90)
-        kids = poll(lambda: _children(server.proc.pid), lambda k: len(k) == 4, 30, "redis, ingest, 2 dashboards")
+        kids = poll(lambda: children(server.proc.pid), lambda k: len(k) == 4, 30, "redis, ingest, 2 dashboards")
         cmds = {k: _cmdline(k) for k in kids}
         redis_pid = next(k for k, c in cmds.items() if "redis-server" in c)
         ingest_pid = next(k for k, c in cmds.items() if " ingest --broker redis://127.0.0.1:" in c)
@@ -180,7 +166,7 @@ def test_serve_workers_runs_redis_ingest_and_n_dashboards_and_ctrl_c_stops_them_
 
         # a dashboard process killed is replaced; pages keep being served on the one port
         os.kill(dashboards[0], signal.SIGKILL)
-        poll(lambda: [k for k in _children(server.proc.pid) if k not in cmds], lambda new: len(new) == 1, 30,
+        poll(lambda: [k for k in children(server.proc.pid) if k not in cmds], lambda new: len(new) == 1, 30,
              "the killed dashboard process replaced")
         for _ in range(2):  # either process may take the connection
             p2 = context.new_page()
@@ -190,10 +176,10 @@ def test_serve_workers_runs_redis_ingest_and_n_dashboards_and_ctrl_c_stops_them_
         wait_for_growth(page, rows=1, timeout=30)
 
         # Ctrl-C (SIGINT to the foreground process group) stops everything, redis-server included
-        everyone = [server.proc.pid, *_children(server.proc.pid)]
+        everyone = [server.proc.pid, *children(server.proc.pid)]
         os.killpg(server.proc.pid, signal.SIGINT)
         server.proc.wait(45)
-        poll(lambda: [p for p in [*everyone, redis_pid, ingest_pid] if _alive(p)], lambda left: not left, 30,
+        poll(lambda: [p for p in [*everyone, redis_pid, ingest_pid] if alive(p)], lambda left: not left, 30,
              "every process of `serve --workers` gone")
     except BaseException:
         print(server.output_tail(6000))
