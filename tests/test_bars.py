@@ -126,6 +126,21 @@ def test_clock_closes_bars_after_grace_and_emits_empty_intervals():
     assert upd.closed == () and upd.forming[0].time == 4_000 and upd.forming[0].open == 12.0
 
 
+
+def test_a_spot_twin_closes_by_the_spot_feeds_clock_only():
+    """The spot trades come on their own connection: a futures feed far ahead must not close a
+    spot twin's bar before its last trades arrive (and the spot clock closes no futures bar)."""
+    state = initial_state(["1s"], grace_ms=250)
+    state, _ = step(state, TickBatch((Tick("X", 1_100, 1, 10.0, 1.0, False),
+                                      Tick("X.SPOT", 1_200, 1, 9.0, 1.0, False)), 0, 0))
+    state, upd = step(state, Clock(60_000))
+    assert [(b.symbol, b.time) for b in upd.closed][:1] == [("X", 1_000)]
+    assert {b.symbol for b in upd.closed} == {"X"}
+    state, upd = step(state, TickBatch((Tick("X.SPOT", 1_900, 2, 9.5, 2.0, False),), 0, 0))
+    assert state.late == 0 and upd.forming[0].volume == 3.0
+    state, upd = step(state, Clock(2_250, spot=True))
+    assert [(b.symbol, b.time, b.close, b.volume) for b in upd.closed] == [("X.SPOT", 1_000, 9.5, 3.0)]
+
 def test_state_is_never_mutated():
     s0 = initial_state(["1s"])
     s1, _ = step(s0, TickBatch((Tick("X", 1_100, 1, 10.0, 1.0, False),), 0, 0))

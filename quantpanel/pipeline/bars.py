@@ -3,10 +3,11 @@
 Implements docs/ANALYTICS.md "Bars" exactly: a bar covers ``[t, t + tf)`` with ``t`` a multiple of
 the timeframe since the epoch; OHLC in tick order; vwap = sum(p*q)/sum(q); buy_volume = q of ticks
 with ``m`` false (NaN once a tick of unknown side is in the bar); empty intervals between a
-symbol's ticks are bars carrying the previous close. A bar
-closes when a tick at or past its end arrives, or when a ``Clock`` event says the feed's clock
-passed its end plus the grace period. Ticks at or below the highest ``agg_id`` already seen for a
-symbol are duplicates; ticks for an already closed bar are late. Both are counted and skipped.
+symbol's ticks are bars carrying the previous close. A bar closes when a tick at or past its end
+arrives, or when a ``Clock`` event says its feed's clock passed its end plus the grace period (the
+spot twins, ``SYMBOL.SPOT``, come on their own connection and close by its clock: a spot stream
+lagging the futures one loses no trades). Ticks at or below the highest ``agg_id`` already seen for
+a symbol are duplicates; ticks for an already closed bar are late. Both are counted and skipped.
 
 The state is never mutated: the streamz graph wraps ``step`` with
 ``accumulate(..., returns_state=True)`` and tests call it directly.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from quantpanel.models import Bar, Tick, TickBatch, timeframe_ms
+from quantpanel.models import SPOT_SUFFIX, Bar, Tick, TickBatch, timeframe_ms
 
 __all__ = ["Clock", "SeriesState", "BarState", "BarUpdate", "step", "initial_state", "build_bars"]
 
@@ -28,9 +29,13 @@ _Acc = tuple[int, float, float, float, float, float, int, float, float]
 
 @dataclass(frozen=True, slots=True)
 class Clock:
-    """The feed's clock reached ``now_ms``: close bars that ended more than the grace period ago."""
+    """A feed's clock reached ``now_ms``: close its bars that ended more than the grace period ago.
+
+    ``spot`` False is the USD-M feed's clock (every series but the spot twins'); True is the spot
+    feed's (the ``SYMBOL.SPOT`` series only)."""
 
     now_ms: int
+    spot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +163,8 @@ def step(state: BarState, event: TickBatch | Clock) -> tuple[BarState, BarUpdate
     forming: list[Bar] = []
     if isinstance(event, Clock):
         for (symbol, tf), s in state.series.items():
+            if symbol.endswith(SPOT_SUFFIX) is not event.spot:
+                continue
             series[(symbol, tf)] = _close_by_clock(
                 s, event.now_ms, state.grace_ms, symbol, tf, closed
             )

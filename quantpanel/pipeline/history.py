@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from quantpanel.errors import ConfigError, SeriesNotFoundError
-from quantpanel.models import TIMEFRAMES, Bar, timeframe_ms
+from quantpanel.models import SPOT_SUFFIX, TIMEFRAMES, Bar, timeframe_ms
 from quantpanel.pipeline.bars import BarState, Clock, SeriesState, build_bars, initial_state, step
 from quantpanel.storage.store import Store
 
@@ -201,7 +201,8 @@ def rebuild_bars_since(store: Store, symbol: str, timeframes: Iterable[str], sin
         state = initial_state([tf], grace_ms=grace_ms, last_bars=prev)
         state = replace(state, last_agg_id={})
         bars, state = build_bars(store.iter_ticks(symbol, start, end), [tf], state=state, include_forming=False)
-        state, upd = step(state, Clock(end + grace_ms))  # close the last bars up to the newest cached one
+        # close the last bars up to the newest cached one
+        state, upd = step(state, Clock(end + grace_ms, symbol.endswith(SPOT_SUFFIX)))
         bars = [b for b in [*bars, *upd.closed] if start <= b.time < end]
         store.upsert_bars(bars)
         written.extend(bars)

@@ -190,19 +190,23 @@ class Runtime:
         return True
 
     async def _clock(self) -> None:
-        """Close bars by the feed's clock (its last event time plus elapsed wall time); feed the
+        """Close bars by their feed's clock (its last event time plus elapsed wall time: the USD-M
+        feed's for the futures series, the spot feed's for the spot twins); feed the
         alert engine its health samples every ``alerts.health_interval_s``."""
         next_health = time.monotonic()
         ing, ex = self.ingestion, self._exchange
         while True:
             await asyncio.sleep(_CLOCK_PERIOD_S)
-            st = ing.feed.stats
+            # a replay's clock runs at its speed, and stands still while it is paused
+            rate = 1.0 if ex is None else 0.0 if ex.paused else ex.speed or 1.0
+            wall = int(time.time() * 1000)
             # a gap's trades come first: no bar closes while the backfill holds the feed back
-            if ing.feed.connected.is_set() and st.last_event_ms and not ing.backfill.holding:
-                # a replay's clock runs at its speed, and stands still while it is paused
-                rate = 1.0 if ex is None else 0.0 if ex.paused else ex.speed or 1.0
-                now = st.last_event_ms + int((int(time.time() * 1000) - st.last_recv_wall_ms) * rate)
-                ing.pipeline.emit(Clock(now))
+            for feed, spot in ((ing.feed, False), (ing.spot_feed, True)):
+                if feed is None or (not spot and ing.backfill.holding):
+                    continue
+                st = feed.stats
+                if feed.connected.is_set() and st.last_event_ms:
+                    ing.pipeline.emit(Clock(st.last_event_ms + int((wall - st.last_recv_wall_ms) * rate), spot))
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + self.config.alerts.health_interval_s
                 status = self.status()
