@@ -133,6 +133,9 @@ class StorageConfig(_Section):
     max_upload_mb: float = Field(50.0, gt=0, le=2048)  # OHLC / aggTrades files uploaded or imported
     bundled_ohlc_dir: Path = Path("data/ohlc")  # real OHLC files the Offline tab offers in one click
     keep_quotes: bool = False  # store every bookTicker update too (per-bar quote statistics always are)
+    # `quantpanel archive` moves ticks of whole UTC days older than this to Parquet (0 / None = never)
+    archive_after_days: int | None = Field(30, ge=0, le=36_500)
+    archive_dir: Path = Path("data/archive")  # <archive_dir>/<SYMBOL>/<YYYY-MM-DD>.parquet
 
 
 class ServerConfig(_Section):
@@ -374,6 +377,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
                     "db_path": fix(cfg.storage.db_path),
                     "replay_db_path": fix(cfg.storage.replay_db_path),
                     "bundled_ohlc_dir": fix(cfg.storage.bundled_ohlc_dir),
+                    "archive_dir": fix(cfg.storage.archive_dir),
                 }
             ),
         }

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 __all__ = ["Tick", "TickBatch", "Bar", "BAR_COLUMNS", "Quote", "MarkPrice", "Liquidation", "FundingEvent",
            "OpenInterest", "QuoteBar", "MarketEvent", "MarketBatch", "MARKET_STREAMS", "SPOT_SUFFIX",
            "TIMEFRAMES", "SERIES_TIMEFRAMES", "TIME_FORMAT", "timeframe_ms", "SYNTHETIC_ID_BASE",
-           "synthetic_agg_id", "is_synthetic_id"]
+           "synthetic_agg_id", "is_synthetic_id", "TickColumns", "SIDE_UNKNOWN"]
 
 #: Timeframes the bar builder makes from ticks (config ``timeframes``), length in ms; all aligned
 #: to the Unix epoch, so ``1d`` bars start at 00:00 UTC (ANALYTICS.md "Timeframes").
@@ -67,6 +70,31 @@ class Tick(NamedTuple):
     price: float
     qty: float
     buyer_maker: bool | None  # m: true when the buyer was the maker (the taker sold); None: unknown
+
+
+#: ``TickColumns.side`` (and the ``ticks.buyer_maker`` column): 0 the buyer took (taker buy), 1 the
+#: buyer was the maker (taker sell), 2 unknown (a collector without sides).
+SIDE_UNKNOWN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TickColumns:
+    """Ticks of one symbol as columns: what imports and archives move, ~20x cheaper than a
+    ``Tick`` per trade. ``side`` is 0, 1 or ``SIDE_UNKNOWN`` (``Tick.buyer_maker`` False, True, None)."""
+
+    time: npt.NDArray[np.int64]
+    agg_id: npt.NDArray[np.int64]
+    price: npt.NDArray[np.float64]
+    qty: npt.NDArray[np.float64]
+    side: npt.NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_] | slice) -> TickColumns:
+        """The rows at ``index`` (positions, a mask or a slice), as new columns."""
+        return TickColumns(self.time[index], self.agg_id[index], self.price[index], self.qty[index],
+                           self.side[index])
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,3 +155,19 @@ def test_continuing_from_last_closed_bars_carries_into_empty_intervals():
     bars, _ = build_bars([Tick("X", 8_500, 10, 3.0, 1.0, True)], ["1s"],
                          state=initial_state(["1s"], last_bars=[last]))
     assert [(b.time, b.close, b.trades) for b in bars] == [(6_000, 2, 0), (7_000, 2, 0), (8_000, 3.0, 1)]
+
+
+def test_a_silence_longer_than_the_cap_is_a_hole_not_millions_of_empty_bars():
+    from quantpanel.pipeline.bars import MAX_EMPTY_BARS
+
+    gap = (MAX_EMPTY_BARS + 1) * 1_000
+    state = initial_state(["1s"], grace_ms=250)
+    state, _ = step(state, TickBatch((Tick("X", 1_100, 1, 10.0, 1.0, False),), 0, 0))
+    state, upd = step(state, TickBatch((Tick("X", 2_000 + gap, 2, 11.0, 1.0, False),), 0, 0))
+    assert [(b.time, b.close) for b in upd.closed] == [(1_000, 10.0)]
+    state, upd = step(state, TickBatch((Tick("X", 4_100 + gap, 3, 12.0, 1.0, False),), 0, 0))
+    assert [(b.time, b.trades) for b in upd.closed] == [(2_000 + gap, 1), (3_000 + gap, 0)]  # a short one is bars
+    state, upd = step(state, Clock(4_100 + 3 * gap))  # the clock jumps past the cap: the forming bar closes, no more
+    assert [b.time for b in upd.closed] == [4_000 + gap]
+    state, upd = step(state, Clock(4_100 + 3 * gap + 2_000))
+    assert len(upd.closed) == 2  # and empty bars follow the clock again from there

@@ -329,7 +329,8 @@ class Publisher:
         if op == "import_trades":
             res = await rt.stored.import_trades(a["name"], data)
             return {"path": str(res.path), "read": res.read, "stored": res.stored, "symbols": sorted(res.symbols),
-                    "skipped": res.skipped, "synthesised": res.synthesised}
+                    "skipped": res.skipped, "synthesised": res.synthesised, "bars": res.bars,
+                    "seconds": res.seconds}
         raise ValueError(f"unknown broker command {op!r}")
 
 

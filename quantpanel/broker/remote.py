@@ -188,7 +188,8 @@ class RemoteStored(StoredData):
         r = await self._rt.call("import_trades", {"name": name}, data=data, offline=StoreError)
         if progress:
             progress(r["read"], r["read"])
-        return ImportResult(Path(r["path"]), r["read"], r["stored"], set(r["symbols"]), r["skipped"], r["synthesised"])
+        return ImportResult(Path(r["path"]), r["read"], r["stored"], set(r["symbols"]), r["skipped"], r["synthesised"],
+                            bars=r["bars"], seconds=r["seconds"])
 
 
 class RemoteRuntime:

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import json
 import sys
-from contextlib import nullcontext
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from quantpanel.config import load_config
+from quantpanel.errors import ImportFileError
 from quantpanel.models import BAR_COLUMNS, TIME_FORMAT
 
 __all__ = ["run_bars", "run_import"]
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Import each file (one JSON line per file), then rebuild the bars of the symbols whose
-    trades it added; an OHLC CSV is stored as the series it is; a data.binance.vision fundingRate
-    or bookTicker file (told by its header) as funding events, or quotes and their quote bars."""
+    """Import each file in order (one JSON line per file), each with its bars in its own
+    transaction, then one line per symbol with the bars written; a file imported whole before is
+    not read again (a rerun after a crash goes on where it stopped). An OHLC CSV is stored as the
+    series it is; a data.binance.vision fundingRate or bookTicker file (told by its header) as
+    funding events, or quotes and their quote bars."""
     from quantpanel.feeds.market_files import market_file_kind
-    from quantpanel.pipeline.history import rebuild_bars
+    from quantpanel.pipeline.import_bars import ImportBars
     from quantpanel.pipeline.quote_bars import QuoteBarBuilder
     from quantpanel.storage.importer import import_file, import_market_file
     from quantpanel.storage.ohlc import is_ohlc_file, parse_ohlc_csv, read_file_bytes, store_ohlc
@@ -29,9 +35,10 @@ def run_import(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, {"storage.db_path": args.db})
     cap = int(cfg.storage.max_upload_mb * 2**20)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
     with Store(cfg.storage.db_path) as store:
-        touched: set[str] = set()
-        for f in args.files:
+        bars_written: Counter[str] = Counter()
+        for f in _expand(args.files):
             market = market_file_kind(Path(f))
             if market is not None:  # before the trade readers: any .csv would look like aggTrades there
                 mres = import_market_file(store, Path(f), market, symbol=args.symbol,
@@ -54,16 +61,56 @@ def run_import(args: argparse.Namespace) -> int:
                                   "series": [{"symbol": s.symbol, "timeframe": s.timeframe, "bars": len(s.frame)}
                                              for s in series]}), flush=True)
                 continue
-            res = import_file(store, Path(f), symbol=args.symbol)
-            touched.update(res.symbols)
+            with _progress_bar(Path(f), show) as report:
+                res = import_file(store, Path(f), symbol=args.symbol, progress=report, resume=True,
+                                  bars=ImportBars(cfg.timeframes, grace_ms=cfg.bars.close_grace_ms))
+            bars_written.update(dict.fromkeys(res.symbols, 0) | res.bars)
             print(json.dumps({"file": f, "read": res.read, "stored": res.stored,
                               "already_stored": res.read - res.stored,
                               "symbols": sorted(res.symbols), "skipped": res.skipped,
-                              "synthesised": res.synthesised}), flush=True)
-        for sym in sorted(touched):
-            n = rebuild_bars(store, sym, cfg.timeframes)
-            print(json.dumps({"symbol": sym, "bars_rebuilt": n}), flush=True)
+                              "synthesised": res.synthesised, "already_imported": res.already_imported,
+                              "bars": sum(res.bars.values()), "seconds": round(res.seconds, 3),
+                              "rows_per_s": round(res.read / res.seconds) if res.seconds else None}), flush=True)
+        for sym in sorted(bars_written):
+            print(json.dumps({"symbol": sym, "bars_rebuilt": bars_written[sym]}), flush=True)
     return 0
+
+
+def _expand(files: list[str]) -> list[str]:
+    """The files in the order given; a pattern the shell did not expand (quoted, or on Windows)
+    is expanded here, in name order (a month of daily files runs day by day)."""
+    out: list[str] = []
+    for f in files:
+        if not Path(f).exists() and glob.has_magic(f):
+            hits = sorted(glob.glob(f))
+            if not hits:
+                raise ImportFileError(f"{f}: no file matches this pattern")
+            out += hits
+        else:
+            out.append(f)
+    return out
+
+
+@contextmanager
+def _progress_bar(path: Path, show: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr (rows, rows/s and ETA, from the file's estimated row count)."""
+    if not show:
+        yield None
+        return
+    from tqdm import tqdm
+
+    from quantpanel.feeds.trade_columns import estimate_rows
+
+    with tqdm(total=estimate_rows(path), unit=" rows", unit_scale=True, file=sys.stderr, desc=path.name,
+              mininterval=0.5, dynamic_ncols=True) as bar:
+        def report(rows: int) -> None:
+            if bar.total is not None and rows > bar.total:
+                bar.total = rows
+            bar.update(rows - bar.n)
+
+        yield report
+        bar.total = bar.n  # the estimate was an estimate
+        bar.refresh()
 
 
 def run_bars(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The ``quantpanel`` command: serve, exchange, record, import, bars, analyze, backtest, sweep, bench.
+"""The ``quantpanel`` command: serve, exchange, record, import, bars, archive, analyze, backtest, sweep, bench.
 
 The argparse parser of every command (this docstring's first line is its description) and the
 argument types that turn a bad flag into argparse's usage error (status 2) before a command runs.
@@ -10,6 +10,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from quantpanel.cli.archive import run_archive
 from quantpanel.cli.bench import run_bench
 from quantpanel.cli.data import run_bars, run_import
 from quantpanel.cli.exchange import add_market_options, run_exchange
@@ -168,13 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=run_record)
 
     i = command("import", help="import aggTrades CSVs, WebSocket captures or OHLC CSVs",
-                       description="Import data.binance.vision aggTrades CSV/zip files or "
-                                   "JSON-lines WebSocket captures (bars are rebuilt), or OHLC CSVs "
+                       description="Import data.binance.vision aggTrades CSV/zip files, NDJSON ticks or "
+                                   "JSON-lines WebSocket captures (each file with its bars, all or nothing; "
+                                   "files imported before are skipped), or OHLC CSVs "
                                    "(a time column and open/high/low/close; timeframe from the data).")
     i.add_argument("files", nargs="+", help="files to import")
     i.add_argument("--db", help="SQLite file (config storage.db_path)")
     i.add_argument("--symbol", help="symbol of a CSV whose name does not say it")
     i.add_argument("--timeframe", help="OHLC CSV: the expected bar interval (checked against the data)")
+    i.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (rows/s, ETA); default: when stderr is a terminal")
     i.set_defaults(func=run_import)
 
     b = command("bars", help="print or write bars as CSV",
@@ -185,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--db", help="SQLite file (config storage.db_path)")
     b.add_argument("--out", help="write to this file instead of stdout")
     b.set_defaults(func=run_bars)
+
+    ar = command("archive", help="move old ticks to Parquet day files",
+                 description="Move the ticks of whole UTC days older than N days into Parquet files, one "
+                             "per symbol and day; bars, analyze and the dashboard read them back as if stored.")
+    ar.add_argument("--db", help="SQLite file (config storage.db_path)")
+    ar.add_argument("--older-than-days", type=_positive_int, metavar="N",
+                    help="archive days that ended N days ago or earlier (config storage.archive_after_days)")
+    ar.add_argument("--archive-dir", help="where the Parquet files go (config storage.archive_dir)")
+    ar.set_defaults(func=run_archive)
 
     def pair_args(sp: argparse.ArgumentParser) -> None:
         """The options every pair command shares: legs, timeframe, windows, range, DB, output."""

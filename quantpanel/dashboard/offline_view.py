@@ -8,6 +8,7 @@ file shows its message (file, line, column) and changes nothing already loaded o
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -82,6 +83,7 @@ class OfflineView(Viewer):
         self.trades_progress = pn.indicators.Progress(value=0, max=100, visible=False, width=300,
                                                       css_classes=["qp-trades-progress"])
         self.trades_message = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["qp-trades-message"])
+        self.trades_rate = pn.pane.Str("", visible=False, css_classes=["qp-trades-rate"])
         self.uploads = 0
         self._pending: dict[str, asyncio.Future[None]] = {}
         self.loaded = False  # the stored series were listed (once the runtime has its database)
@@ -106,7 +108,7 @@ class OfflineView(Viewer):
                              "collector's NDJSON (`{\"symbol\",\"ts\",\"price\",\"size\"}` per line; no ids "
                              "or sides, so keys are synthesised and buy volume is unknown). The trades "
                              "are stored (all or none) and can be replayed from the Replay tab."),
-            self.trades_upload, self.trades_progress, self.trades_message,
+            self.trades_upload, pn.Row(self.trades_progress, self.trades_rate), self.trades_message,
             sizing_mode="stretch_width", name="Offline")
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -199,6 +201,8 @@ class OfflineView(Viewer):
         done = {"rows": 0, "total": 1}
         self.trades_message.visible = False
         self.trades_progress.param.update(value=0, visible=True)
+        self.trades_rate.param.update(object="", visible=True)
+        started = time.monotonic()
         task = asyncio.ensure_future(self._hub.import_trades(
             name, data, lambda n, total: done.update(rows=n, total=total)))
         while not task.done():
@@ -206,16 +210,21 @@ class OfflineView(Viewer):
             pct = min(99, int(100 * done["rows"] / done["total"]))
             if pct != self.trades_progress.value:
                 self.trades_progress.value = pct
+            if done["rows"]:
+                self.trades_rate.object = _rate_text(done["rows"], done["total"], time.monotonic() - started)
         try:
             res = task.result()
         except QuantPanelError as exc:
-            self.trades_progress.visible = False
+            self.trades_progress.visible = self.trades_rate.visible = False
             self.trades_message.param.update(object=f"**Not imported** — {exc}", alert_type="danger", visible=True)
             return
         self.trades_progress.value = 100
+        self.trades_rate.visible = False
+        took = max(res.seconds, 1e-3)
         self.trades_message.param.update(
             object=f"Imported {res.read:,} trades of {', '.join(sorted(res.symbols))} from {name}: "
-                   f"{res.stored:,} new, {res.read - res.stored:,} already stored",
+                   f"{res.stored:,} new, {res.read - res.stored:,} already stored; "
+                   f"{sum(res.bars.values()):,} bars written in {res.seconds:.1f} s ({res.read / took:,.0f} rows/s)",
             alert_type="success", visible=True)
 
     # The charts read the store: in a worker thread, so no session's loop waits on disk.
@@ -273,3 +282,10 @@ class OfflineView(Viewer):
         self.open_pair_button.disabled = False
         self.pair_chart.objects = [pn.pane.HoloViews((spread_chart(series) + zscore_chart(series)).cols(1),
                                                      sizing_mode="stretch_width", linked_axes=False)]
+
+
+def _rate_text(rows: int, total: int, seconds: float) -> str:
+    """Rows so far, their rate and the time left at that rate, for the upload's progress bar."""
+    rate = rows / max(seconds, 1e-3)
+    left = max(total - rows, 0) / rate
+    return f"{rows:,} of {total:,} rows · {rate:,.0f} rows/s · ETA {left:.0f} s"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import msgspec
 import orjson
 
 from quantpanel.errors import FrameError
@@ -287,6 +288,56 @@ def agg_trade_tick(data: dict[str, Any], symbol: str | None = None) -> Tick:
     return _new_tick(Tick, (sym, t, a, price, qty, m))
 
 
+class _AggTradeData(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """Every field of an aggTrade's ``data``, each in the one JSON type Binance sends."""
+
+    e: str
+    E: int = 0
+    s: str
+    a: int
+    p: str
+    q: str
+    nq: str | msgspec.UnsetType = msgspec.UNSET
+    f: int = 0
+    l: int = 0  # noqa: E741 (Binance's name)
+    T: int
+    m: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class _AggTradeFrame(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+    stream: str = ""
+    data: _AggTradeData
+
+
+_decode_agg_trade = msgspec.json.Decoder(_AggTradeFrame).decode
+_U64_MAX = 2**64 - 1  # orjson reads a larger integer as a float (which agg_trade_tick refuses)
+_I64_MIN = -(2**63)
+
+
+def _fast_agg_trade(raw: str) -> tuple[Tick, int] | None:
+    """``parse_frame`` of a combined-stream aggTrade frame exactly as Binance sends it, without a
+    dict per frame; None for anything else, which then takes the general path (so a frame is
+    accepted, refused and worded exactly as there).
+
+    A subset by construction: the typed decoder takes only the fields and JSON types of a real
+    frame (an unknown field, a number sent as a string or the other way round, a null: None), and
+    what it accepts is then checked as ``agg_trade_tick`` checks it.
+    """
+    try:
+        d = _decode_agg_trade(raw).data
+        price, qty = float(d.p), float(d.q)
+        nq = d.nq
+        if nq is not msgspec.UNSET and nq != d.q and not 0 <= float(nq) <= qty:
+            return None
+    except ValueError:  # msgspec's errors and float()'s
+        return None
+    sym, t, a, m, ev = d.s, d.T, d.a, d.m, d.E
+    if (d.e != "aggTrade" or not sym or not 0 <= t <= _U64_MAX or not 0 <= a <= _U64_MAX
+            or not _I64_MIN <= ev <= _U64_MAX or not (0 < price < _INF and 0 < qty < _INF)):
+        return None
+    return _new_tick(Tick, (sym, t, a, price, qty, None if m is msgspec.UNSET else m)), ev
+
+
 def parse_frame(raw: str | bytes) -> tuple[Tick, int] | MarketEvent | str:
     """Parse one text frame.
 
@@ -295,7 +346,14 @@ def parse_frame(raw: str | bytes) -> tuple[Tick, int] | MarketEvent | str:
     ``binance_market``'s validators); else the kind of message as a string: the event type
     (``"depthUpdate"``, ``"kline"``, ...), ``"response"`` for a control reply or ``"error"`` for a
     control error. Raises ``FrameError`` for anything malformed, so the caller can count and drop it.
+
+    A frame that names an aggTrade stream goes through a typed decoder first (``_fast_agg_trade``,
+    ~2x faster); whatever it does not take comes here in full, so both give the same answers.
     """
+    if isinstance(raw, str) and raw.find('@aggTrade"', 0, 64) != -1:
+        fast = _fast_agg_trade(raw)
+        if fast is not None:
+            return fast
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

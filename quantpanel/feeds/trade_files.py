@@ -48,11 +48,13 @@ __all__ = [
     "read_agg_trades_csv",
     "read_tick_ndjson",
     "read_trades",
+    "symbol_for_csv",
+    "CSV_COLUMNS",
 ]
 
 log = logging.getLogger(__name__)
 
-_CSV_COLUMNS = (
+CSV_COLUMNS = (
     "agg_trade_id",
     "price",
     "quantity",
@@ -161,6 +163,17 @@ def _symbol_from_name(path: Path) -> str | None:
     return m.group(1).upper() if m else None
 
 
+def symbol_for_csv(path: Path, symbol: str | None) -> str:
+    """``symbol``, else the one in an aggTrades file's name (``BTCUSDT-aggTrades-2024-08-08.zip``)."""
+    symbol = symbol or _symbol_from_name(path)
+    if not symbol:
+        raise ImportFileError(
+            f"{path}: cannot tell the symbol from the file name; name it like "
+            "BTCUSDT-aggTrades-2024-08-08.csv or pass the symbol"
+        )
+    return symbol
+
+
 def read_agg_trades_csv(path: str | Path, symbol: str | None = None) -> Iterator[RecordedTrade]:
     """Yield the rows of a data.binance.vision futures aggTrades CSV (zipped or not, header or not).
 
@@ -168,12 +181,7 @@ def read_agg_trades_csv(path: str | Path, symbol: str | None = None) -> Iterator
     row raises ``ImportFileError`` naming the file, line and column.
     """
     path = Path(path)
-    symbol = symbol or _symbol_from_name(path)
-    if not symbol:
-        raise ImportFileError(
-            f"{path}: cannot tell the symbol from the file name; name it like "
-            "BTCUSDT-aggTrades-2024-08-08.csv or pass the symbol"
-        )
+    symbol = symbol_for_csv(path, symbol)
     try:
         with _open_text(path) as fh:
             reader = csv.reader(fh)
@@ -184,7 +192,7 @@ def read_agg_trades_csv(path: str | Path, symbol: str | None = None) -> Iterator
                     continue
                 if len(row) != 7:
                     raise ImportFileError(
-                        f"{path}:{lineno}: expected 7 columns {','.join(_CSV_COLUMNS)}, got {len(row)}"
+                        f"{path}:{lineno}: expected 7 columns {','.join(CSV_COLUMNS)}, got {len(row)}"
                     )
                 col = 0
                 try:
@@ -201,7 +209,7 @@ def read_agg_trades_csv(path: str | Path, symbol: str | None = None) -> Iterator
                         raise ValueError(row[6])
                 except ValueError:
                     raise ImportFileError(
-                        f"{path}:{lineno}: column {_CSV_COLUMNS[col]!r} has a bad value in {row!r}"
+                        f"{path}:{lineno}: column {CSV_COLUMNS[col]!r} has a bad value in {row!r}"
                     ) from None
                 yield RecordedTrade(symbol, t, a, f, l_, row[1], row[2], m == "true", t)
     except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, csv.Error) as exc:

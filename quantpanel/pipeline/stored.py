@@ -19,6 +19,7 @@ from quantpanel.config import Config
 from quantpanel.errors import StoreError
 from quantpanel.models import BAR_COLUMNS, Bar
 from quantpanel.pipeline.history import load_bars, load_closes, require_series, stored_series
+from quantpanel.pipeline.import_bars import ImportBars
 from quantpanel.storage.importer import ImportResult, import_file, unpack_agg_trades
 from quantpanel.storage.ohlc import OhlcSeries, store_ohlc
 from quantpanel.storage.store import Store
@@ -95,5 +96,6 @@ class StoredData:
             path = Path(tmp) / csv_name
             await asyncio.to_thread(path.write_bytes, csv)
             report = (lambda n: progress(n, total)) if progress else None
-            fut = self._writes().call(lambda store: import_file(store, path, progress=report))
+            bars = ImportBars(self.config.timeframes, grace_ms=self.config.bars.close_grace_ms)
+            fut = self._writes().call(lambda store: import_file(store, path, progress=report, bars=bars))
             return cast(ImportResult, await asyncio.wrap_future(fut))

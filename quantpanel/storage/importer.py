@@ -1,9 +1,10 @@
 """Import recorded trades into the store: data.binance.vision aggTrades CSV, WebSocket captures or
 NDJSON trade ticks (a browser collector's ``{"symbol","ts","price","size"}`` lines).
 
-A file is stored in one transaction, streamed row by row from the reader: a bad row anywhere
-raises ``ImportFileError`` (naming the file and line) and rolls the whole file back, so the store
-holds all of a file or none of it. Storing is idempotent, so re-importing never duplicates (NDJSON
+A file is stored in one transaction, streamed chunk by chunk of columns from the reader, with the
+bars of the span it covers: a bad row anywhere raises ``ImportFileError`` (naming the file and
+line) and rolls the whole file back, so the store holds all of a file or none of it, and never its
+ticks without their bars. Storing is idempotent, so re-importing never duplicates (NDJSON
 ticks have no ids: their stable synthetic keys make that hold too). A file that yields no trade at
 all is an error naming what it held, never a silent success; ``ImportResult.synthesised`` says in
 plain words what a file lacked and how it was filled in.
@@ -15,6 +16,7 @@ and ``bookTicker`` files (raw quotes plus their quote bars, in one transaction).
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -24,15 +26,15 @@ from typing import Protocol, TypeVar
 
 from quantpanel.errors import ImportFileError
 from quantpanel.feeds.market_files import MarketFileKind, read_book_ticker_csv, read_funding_rate_csv
-from quantpanel.feeds.recording import to_tick
-from quantpanel.feeds.trade_files import looks_like_tick_ndjson, read_trades
-from quantpanel.models import FundingEvent, Quote, QuoteBar, Tick
+from quantpanel.feeds.trade_columns import read_trade_columns
+from quantpanel.feeds.trade_files import looks_like_tick_ndjson
+from quantpanel.models import FundingEvent, Quote, QuoteBar, TickColumns
 from quantpanel.storage.store import Store
 
-__all__ = ["import_file", "ImportResult", "unpack_agg_trades", "import_market_file", "MarketImportResult",
-           "QuoteBarSink"]
+__all__ = ["import_file", "ImportResult", "TradeBarSink", "unpack_agg_trades", "import_market_file",
+           "MarketImportResult", "QuoteBarSink"]
 
-PROGRESS_EVERY = 10_000  # rows between progress callbacks
+PROGRESS_EVERY = 10_000  # rows between progress callbacks of a market file
 #: What an NDJSON tick file lacks, and what the import puts in its place (ImportResult.synthesised).
 NDJSON_SYNTHESISED = (
     "agg_id: stable keys from trade time and file order (the file has no trade ids)",
@@ -53,34 +55,65 @@ class ImportResult:
     symbols: set[str] = field(default_factory=set)
     skipped: dict[str, int] = field(default_factory=dict)  # other events, malformed lines, placeholders
     synthesised: list[str] = field(default_factory=list)  # what the file lacked, filled in; [] for aggTrades
+    bars: dict[str, int] = field(default_factory=dict)  # bars written per symbol, every timeframe
+    already_imported: bool = False  # imported whole before (``resume``): not read again
+    seconds: float = 0.0
 
 
-def import_file(store: Store, path: Path, *, symbol: str | None = None,
-                progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Store the trades of one file, all or nothing; ``progress(rows read)`` every few thousand rows.
+class TradeBarSink(Protocol):
+    """What builds the bars of imported trades: ``pipeline.import_bars.ImportBars``, passed in by
+    the caller, since storage sits below the pipeline and may not import it. ``add`` sees each
+    chunk after it is inserted, ``finish`` writes the bars, both inside the file's transaction."""
 
-    ``symbol`` names an aggTrades CSV's symbol (other kinds name their own). Raises
-    ``ImportFileError`` when the file holds no trade (a file already stored is not an error:
-    ``read`` > 0, ``stored`` 0).
+    def add(self, store: Store, symbol: str, cols: TickColumns, added: int) -> None: ...
+
+    def finish(self, store: Store) -> dict[str, int]: ...
+
+
+def import_file(store: Store, path: Path, *, symbol: str | None = None, bars: TradeBarSink | None = None,
+                progress: Callable[[int], None] | None = None, resume: bool = False) -> ImportResult:
+    """Store the trades of one file and their bars, all or nothing, in one transaction;
+    ``progress(rows read)`` after each chunk.
+
+    Chunks of columns (``feeds.trade_columns``) go to SQLite by ``executemany`` and to ``bars``
+    (every configured timeframe, rebuilt over the span the file covers). ``symbol`` names an
+    aggTrades CSV's symbol (other kinds name their own). With ``resume`` a file the database
+    notes as imported whole (same path, size and mtime) is not read again: a rerun of a long
+    import after a crash goes on where it stopped. Raises ``ImportFileError`` when the file holds
+    no trade (a file already stored is not an error: ``read`` > 0, ``stored`` 0).
     """
+    started = time.perf_counter()
     res = ImportResult(path)
+    key = None
+    if resume:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        done = store.imported(*key)
+        if done is not None:
+            res.read, res.symbols, res.already_imported = done[0], set(done[1]), True
+            return res
     counts: Counter[str] = Counter()
-    kind, rows = read_trades(path, symbol, counts)
+    kind, chunks = read_trade_columns(path, symbol, counts)
     if kind == "tick_ndjson":
         res.synthesised = list(NDJSON_SYNTHESISED)
-
-    def ticks() -> Iterator[Tick]:
-        for rec in rows:
-            res.read += 1
-            res.symbols.add(rec.symbol)
-            if progress is not None and res.read % PROGRESS_EVERY == 0:
+    with store.transaction():
+        for sym, cols in chunks:
+            added = store.insert_tick_columns(sym, cols)
+            res.read += len(cols)
+            res.stored += added
+            res.symbols.add(sym)
+            if bars is not None:
+                bars.add(store, sym, cols, added)
+            if progress is not None:
                 progress(res.read)
-            yield to_tick(rec)
-
-    res.stored = store.insert_ticks(ticks())
-    res.skipped = {k: v for k, v in counts.items() if k not in ("aggTrade", "trade")}
-    if res.read == 0:
-        raise ImportFileError(_why_empty(path, kind, res.skipped))
+        res.skipped = {k: v for k, v in counts.items() if k not in ("aggTrade", "trade")}
+        if res.read == 0:
+            raise ImportFileError(_why_empty(path, kind, res.skipped))
+        if bars is not None:
+            res.bars = bars.finish(store)
+        if key is not None:
+            store.record_import(*key, res.read, sorted(res.symbols), int(time.time() * 1000))
+    res.seconds = time.perf_counter() - started
     return res
 
 

@@ -13,11 +13,17 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from quantpanel.alerts.engine import ALERT_COLUMNS
 from quantpanel.errors import StoreError
-from quantpanel.models import BAR_COLUMNS, Bar, Tick
+from quantpanel.models import BAR_COLUMNS, Bar, Tick, TickColumns
+from quantpanel.storage.archive import ArchivedTicks
 from quantpanel.storage.market import MARKET_SCHEMA, MarketTables
 
 __all__ = ["Store", "OHLC_BAR_COLUMNS", "ALERT_COLUMNS"]
@@ -47,6 +53,11 @@ CREATE TABLE IF NOT EXISTS bars (
     PRIMARY KEY (symbol, timeframe, time)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS imported_files (  -- the trade files imported whole: a rerun skips them
+    path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    rows INTEGER NOT NULL, symbols TEXT NOT NULL, finished_ms INTEGER NOT NULL,  -- symbols: comma-separated
+    PRIMARY KEY (path, size, mtime_ns)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alert_rules (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
@@ -98,12 +109,14 @@ def _nan(v: float | None) -> float:
     return float("nan") if v is None else v
 
 
-class Store(MarketTables):
+class Store(MarketTables, ArchivedTicks):
     """Typed access to one SQLite file. All SQL is parameterised. The futures-native tables'
-    methods come from ``MarketTables``."""
+    methods come from ``MarketTables``; the tick readers include the days moved to the Parquet
+    archive (``ArchivedTicks``, storage/archive.py) as if they were stored here."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self._in_transaction = False  # inside ``transaction()``: writes join it
         try:
             if readonly:
                 if not self.path.is_file():
@@ -150,8 +163,27 @@ class Store(MarketTables):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes as one transaction: all of them or none (an imported file's ticks, its
+        bars and its ledger row). Writes inside join it instead of committing on their own."""
+        if self._in_transaction:
+            raise RuntimeError("transactions do not nest")
+        self._in_transaction = True
+        try:
+            with self._db:
+                yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed, nothing of it stored: {exc}") from None
+        finally:
+            self._in_transaction = False
+
     def _write(self, sql: str, rows: Iterable[Sequence[object]]) -> int:
         try:
+            if self._in_transaction:
+                before = self._db.total_changes
+                self._db.executemany(sql, rows)
+                return self._db.total_changes - before
             with self._db:  # one transaction: all rows or none
                 before = self._db.total_changes
                 self._db.executemany(sql, rows)
@@ -160,23 +192,98 @@ class Store(MarketTables):
             raise StoreError(f"{self.path}: write failed, nothing of this batch stored: {exc}") from None
 
     # -- ticks ---------------------------------------------------------------------------------
+    #: ``insert_ticks``'s statements by rows per statement, largest first. One multi-row INSERT
+    #: binds its rows at once and sqlite3 lets go of the GIL once for all of them, where
+    #: ``executemany`` takes the GIL back for every row: the writer thread's inserts then run
+    #: beside a busy event loop instead of queueing behind it (each take-back can wait a switch
+    #: interval, 5 ms, so the big statements matter). Powers of two make any count a few
+    #: statements and bound sqlite3's statement cache to these 14 (a prepared row is ~0.6 kB);
+    #: the sizes beyond the connection's variable limit (6 per row) are skipped.
+    _TICK_INSERTS = tuple((k, "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) VALUES "
+                              + ",".join(["(?,?,?,?,?,?)"] * k))
+                          for k in (8192, 4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1))
+
     def insert_ticks(self, ticks: Iterable[Tick]) -> int:
         """Store ticks in one transaction; ticks already stored are ignored. Returns rows added."""
+        from itertools import chain  # here: this edit stays inside the method (store.py is shared)
+
+        rows = ticks if isinstance(ticks, list | tuple) else list(ticks)
+        flat = list(chain.from_iterable(rows))
+        if len(flat) != 6 * len(rows) or set(map(len, rows)) - {6}:
+            raise StoreError(f"{self.path}: write failed, nothing of this batch stored: "
+                             "a tick row without exactly 6 fields")
+        sides = flat[5::6]
+        if None in sides:  # unknown side: stored as 2
+            flat[5::6] = [2 if m is None else m for m in sides]
+
+        def insert() -> int:
+            before, i, n = self._db.total_changes, 0, len(rows)
+            most = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 6
+            for k, sql in self._TICK_INSERTS:
+                while n - i >= k and k <= most:
+                    self._db.execute(sql, flat[6 * i:6 * (i + k)])
+                    i += k
+            return self._db.total_changes - before
+
+        try:
+            if self._in_transaction:
+                return insert()
+            with self._db:  # one transaction: all rows or none
+                return insert()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed, nothing of this batch stored: {exc}") from None
+
+    def insert_tick_columns(self, symbol: str, cols: TickColumns) -> int:
+        """``insert_ticks`` for columns (an import's chunk): no ``Tick`` per row. Returns rows added."""
+        n = len(cols)
         return self._write(
-            "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (t if t[5] is not None else (*t[:5], 2) for t in ticks),
-        )
+            "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) VALUES (?, ?, ?, ?, ?, ?)",
+            zip([symbol] * n, cols.time.tolist(), cols.agg_id.tolist(), cols.price.tolist(), cols.qty.tolist(),
+                cols.side.tolist(), strict=True))
+
+    def iter_tick_columns(self, symbol: str, start: int | None = None, end: int | None = None, *,
+                          chunk: int = 500_000) -> Iterator[TickColumns]:
+        """``iter_ticks`` as columns, ``chunk`` rows at a time (a rebuild over months of ticks)."""
+        lo, hi = start if start is not None else -(2**62), end if end is not None else 2**62
+        if self._archived_days(symbol, lo, hi):  # merged with archived days, tick by tick
+            it = ((t.time, t.agg_id, t.price, t.qty, _SIDES.index(t.buyer_maker))
+                  for t in self.iter_ticks(symbol, lo, hi))
+            batches: Iterator[list[Any]] = iter(lambda: list(islice(it, chunk)), [])
+        else:
+            cur = self._db.execute("SELECT time, agg_id, price, qty, buyer_maker FROM ticks WHERE symbol = ? "
+                                   "AND time >= ? AND time < ? ORDER BY time, agg_id", (symbol, lo, hi))
+            batches = iter(lambda: cur.fetchmany(chunk), [])
+        for rows in batches:
+            t, a, p, q, m = zip(*rows, strict=True)
+            yield TickColumns(np.array(t, dtype="int64"), np.array(a, dtype="int64"), np.array(p, dtype="float64"),
+                              np.array(q, dtype="float64"), np.array(m, dtype="int8"))
+
+    def tick_before(self, symbol: str, time: int) -> tuple[int, int, float] | None:
+        """(time, agg_id, price) of the newest tick of ``symbol`` before ``time``; None when none."""
+        row = self._db.execute("SELECT time, agg_id, price FROM ticks WHERE symbol = ? AND time < ? "
+                               "ORDER BY time DESC, agg_id DESC LIMIT 1", (symbol, time)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), float(row[2]))
+
+    def first_tick_time(self, symbol: str, start: int) -> int | None:
+        """Trade time of the oldest tick of ``symbol`` at or after ``start``; None when none."""
+        row = self._db.execute("SELECT MIN(time) FROM ticks WHERE symbol = ? AND time >= ?", (symbol, start)).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def iter_ticks(
         self, symbol: str, start: int | None = None, end: int | None = None, *, chunk: int = 50_000
     ) -> Iterator[Tick]:
-        """Ticks of ``symbol`` with ``start <= time < end``, ordered by (time, agg_id)."""
+        """Ticks of ``symbol`` with ``start <= time < end``, ordered by (time, agg_id), archived
+        days included."""
+        lo, hi = start if start is not None else -(2**62), end if end is not None else 2**62
+        days = self._archived_days(symbol, lo, hi)
+        if not days:
+            return self._stored_ticks(symbol, lo, hi, chunk)
+        return self._with_archive(days, lo, hi, lambda a, b: self._stored_ticks(symbol, a, b, chunk))
+
+    def _stored_ticks(self, symbol: str, lo: int, hi: int, chunk: int) -> Iterator[Tick]:
         cur = self._db.execute(
             "SELECT symbol, time, agg_id, price, qty, buyer_maker FROM ticks "
-            "WHERE symbol = ? AND time >= ? AND time < ? ORDER BY time, agg_id",
-            (symbol, start if start is not None else -(2**62), end if end is not None else 2**62),
-        )
+            "WHERE symbol = ? AND time >= ? AND time < ? ORDER BY time, agg_id", (symbol, lo, hi))
         while rows := cur.fetchmany(chunk):
             for s, t, a, p, q, m in rows:
                 yield Tick(s, t, a, p, q, _SIDES[m])
@@ -185,43 +292,53 @@ class Store(MarketTables):
         return list(self.iter_ticks(symbol, start, end))
 
     def tick_ids(self, symbol: str | None = None) -> set[tuple[str, int]]:
-        """The stored (symbol, agg_id) keys: what completeness checks compare."""
+        """The stored (symbol, agg_id) keys: what completeness checks compare (archived days are
+        read from their files)."""
         if symbol is None:
             rows = self._db.execute("SELECT symbol, agg_id FROM ticks")
         else:
             rows = self._db.execute("SELECT symbol, agg_id FROM ticks WHERE symbol = ?", (symbol,))
-        return {(s, a) for s, a in rows}
+        return {(s, a) for s, a in rows} | self._archived_ids(symbol)
 
     def tick_count(self, symbol: str | None = None) -> int:
         if symbol is None:
-            return int(self._db.execute("SELECT COUNT(*) FROM ticks").fetchone()[0])
-        return int(
-            self._db.execute("SELECT COUNT(*) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()[0]
-        )
+            n = int(self._db.execute("SELECT COUNT(*) FROM ticks").fetchone()[0])
+            return n + sum(self._archived_count(s, -(2**62), 2**62) for s in self._archived_spans())
+        n = int(self._db.execute("SELECT COUNT(*) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()[0])
+        return n + self._archived_count(symbol, -(2**62), 2**62)
 
     def tick_count_between(self, symbol: str, start: int, end: int) -> int:
         """Ticks of ``symbol`` with ``start <= time < end``."""
         return int(self._db.execute("SELECT COUNT(*) FROM ticks WHERE symbol = ? AND time >= ? AND time < ?",
-                                    (symbol, start, end)).fetchone()[0])
+                                    (symbol, start, end)).fetchone()[0]) + self._archived_count(symbol, start, end)
 
     def max_agg_id(self, symbol: str) -> int:
         """Highest stored exchange agg_id of ``symbol`` (synthetic keys aside), -1 when none."""
         row = self._db.execute("SELECT MAX(agg_id) FROM ticks WHERE symbol = ? AND agg_id >= 0",
                                (symbol,)).fetchone()
-        return -1 if row[0] is None else int(row[0])
+        archived = self._archived_spans().get(symbol)
+        return max(-1 if row[0] is None else int(row[0]), archived[3] if archived else -1)
 
     def max_time(self, symbol: str) -> int:
         """Trade time of the newest stored tick of ``symbol``, -1 when none."""
         row = self._db.execute("SELECT MAX(time) FROM ticks WHERE symbol = ?", (symbol,)).fetchone()
-        return -1 if row[0] is None else int(row[0])
+        if row[0] is not None:
+            return int(row[0])  # archived days are older than any tick left in the table
+        archived = self._archived_spans().get(symbol)
+        return archived[1] if archived else -1
 
     def symbols(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT symbol FROM ticks ORDER BY symbol")]
+        stored = [r[0] for r in self._db.execute("SELECT DISTINCT symbol FROM ticks ORDER BY symbol")]
+        return sorted({*stored, *self._archived_spans()})
 
     def tick_spans(self) -> list[tuple[str, int, int, int]]:
         """(symbol, first time, last time, ticks) of every stored symbol: what can be replayed."""
-        return [(s, int(a), int(b), int(n)) for s, a, b, n in self._db.execute(
-            "SELECT symbol, MIN(time), MAX(time), COUNT(*) FROM ticks GROUP BY symbol ORDER BY symbol")]
+        spans = {s: (int(a), int(b), int(n)) for s, a, b, n in self._db.execute(
+            "SELECT symbol, MIN(time), MAX(time), COUNT(*) FROM ticks GROUP BY symbol ORDER BY symbol")}
+        for s, (first, last, _, _) in self._archived_spans().items():
+            a, b, n = spans.get(s, (first, last, 0))
+            spans[s] = (min(a, first), max(b, last), n + self._archived_count(s, -(2**62), 2**62))
+        return [(s, *spans[s]) for s in sorted(spans)]
 
     # -- bars ----------------------------------------------------------------------------------
     def upsert_bars(self, bars: Iterable[Bar]) -> int:
@@ -256,6 +373,26 @@ class Store(MarketTables):
             params = (*params, last)
         return [Bar(symbol, timeframe, t, o, h, lo, c, v, n, vw, _nan(bv))
                 for t, o, h, lo, c, v, n, vw, bv in self._db.execute(sql, params)]
+
+    def replace_bar_range(self, symbol: str, timeframe: str, start: int, end: int,
+                          rows: Iterable[Sequence[object]]) -> int:
+        """Swap the cached bars of a series with ``start <= time < end`` for ``rows`` (``bars``
+        table rows, all closed): a rebuild of the span an import touched. Returns rows written."""
+        self._write("DELETE FROM bars WHERE symbol = ? AND timeframe = ? AND time >= ? AND time < ?",
+                    [(symbol, timeframe, start, end)])
+        return self._write("INSERT INTO bars VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def imported(self, path: str, size: int, mtime_ns: int) -> tuple[int, list[str]] | None:
+        """(rows, symbols) of a trade file imported whole before (same path, size and mtime)."""
+        row = self._db.execute("SELECT rows, symbols FROM imported_files WHERE path = ? AND size = ? AND mtime_ns = ?",
+                               (path, size, mtime_ns)).fetchone()
+        return None if row is None else (int(row[0]), row[1].split(",") if row[1] else [])
+
+    def record_import(self, path: str, size: int, mtime_ns: int, rows: int, symbols: list[str],
+                      finished_ms: int) -> None:
+        """Note a trade file as imported whole (inside the transaction that stored it)."""
+        self._write("INSERT OR REPLACE INTO imported_files VALUES (?, ?, ?, ?, ?, ?)",
+                    [(path, size, mtime_ns, rows, ",".join(symbols), finished_ms)])
 
     def replace_bars(self, symbol: str, bars: Iterable[Bar]) -> int:
         """Swap a symbol's cached bars for ``bars`` in one transaction (a rebuild)."""
@@ -343,7 +480,8 @@ class Store(MarketTables):
                 for t, o, h, lo, c, v, n, vw, bv in rows]
 
     def has_ticks(self, symbol: str) -> bool:
-        return self._db.execute("SELECT 1 FROM ticks WHERE symbol = ? LIMIT 1", (symbol,)).fetchone() is not None
+        return self._db.execute("SELECT 1 FROM ticks WHERE symbol = ? LIMIT 1", (symbol,)).fetchone() is not None \
+            or bool(self._archive_rows("SELECT 1 FROM tick_archive WHERE symbol = ? LIMIT 1", (symbol,)))
 
     def has_bars(self, symbol: str, timeframe: str) -> bool:
         """A cached or imported bar of (symbol, timeframe) exists (index lookups, no scan)."""

@@ -3,6 +3,8 @@ of bad file through the UI; each bad one shows its own message and leaves the da
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.offline.cases import BAD, GOOD, agg_trades_csv, zipped
@@ -97,6 +99,8 @@ def test_import_trades_with_progress_through_the_ui(panel_app, context, usdm_tic
                    "the import's message", wait=wait)
         assert f"Imported {len(eth):,} trades of ETHUSDT from {name}.zip: {len(eth):,} new" in msg
         assert page.locator(".qp-trades-progress progress").get_attribute("value") == "100"
+        written = re.search(r"; ([\d,]+) bars written in [\d.]+ s \(([\d,]+) rows/s\)", msg)
+        assert written and int(written[1].replace(",", "")) > 0 and int(written[2].replace(",", "")) > 0, msg
 
         # a bad row: its line and column, and nothing of the file stored ...
         lines = agg_trades_csv(eth[:3000]).decode().splitlines(keepends=True)
@@ -109,6 +113,15 @@ def test_import_trades_with_progress_through_the_ui(panel_app, context, usdm_tic
         send(good, f"{name}.zip")
         poll(lambda: pane_text(page, "qp-trades-message"),
              lambda t: f"0 new, {len(eth):,} already stored" in t, 60, "the re-import's message", wait=wait)
+        # a long file (the same trades 40 days running, ~30 MB): rows/s and the time left as it goes
+        days = [t.__class__(t.symbol, t.time + k * 86_400_000, t.agg_id + k * 10**8, t.price, t.qty, t.buyer_maker)
+                for k in range(1, 41) for t in eth]
+        send(zipped(f"{name}.csv", agg_trades_csv(days)), f"{name}.zip")
+        rate = poll(lambda: pane_text(page, "qp-trades-rate"), lambda t: "rows/s" in t, 120,
+                    "the import's rate and ETA", wait=wait)
+        assert re.fullmatch(r"[\d,]+ of [\d,]+ rows · [\d,]+ rows/s · ETA \d+ s", rate.strip()), rate
+        poll(lambda: pane_text(page, "qp-trades-message"), lambda t: f"{len(days):,} new" in t, 120,
+             "the long import's message", wait=wait)
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "offline-trades.png"), full_page=True)
