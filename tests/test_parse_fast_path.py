@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from quantpanel.errors import FrameError
-from quantpanel.feeds.binance_futures import parse_frame
+from quantpanel.feeds.binance_futures import parse_frame, parse_trade_frames
 
 _DATA = ('"e":"aggTrade","E":1723161256322,"s":"BTCUSDT","a":5266583935,"p":"61800.30","q":"0.006",'
          '"nq":"0.006","f":100,"l":101,"T":1723161256321,"m":false')
@@ -89,3 +89,32 @@ def test_fast_path_answers_as_the_general_path(raw: str) -> None:
     assert got == want
     if got.__class__ is tuple and got[0] != "FrameError":  # same values, same types
         assert [type(v) for v in got[0]] == [type(v) for v in want[0]]  # type: ignore[index]
+
+
+def _reference(raw: str):
+    try:
+        return parse_frame(raw.encode())
+    except FrameError:
+        return None
+
+
+def test_a_batch_parses_as_its_frames_do_or_not_at_all() -> None:
+    """``parse_trade_frames`` (the feed's batch path) gives every frame's tick in order when each
+    frame is a good aggTrade; a batch with any frame the general path refuses or words otherwise,
+    two frames run together or one frame split in two is handed back (None) for frame-by-frame."""
+    good = [f for f in FRAMES if parse_trade_frames([f]) is not None]
+    assert len(good) >= 5
+    for f in good:  # what the batch path takes, the general path takes alike
+        assert parse_trade_frames([f]) == ([_reference(f)[0]], _reference(f)[1]), f
+    ticks, newest = parse_trade_frames(good)
+    assert ticks == [_reference(f)[0] for f in good] and newest == max(_reference(f)[1] for f in good)
+    for bad in FRAMES:
+        if bad not in good:
+            assert parse_trade_frames([*good, bad]) is None, bad
+    half = len(_REAL) // 2
+    assert parse_trade_frames([_REAL[:half], _REAL[half:], _REAL]) is None
+    assert parse_trade_frames([_REAL + "," + _REAL, _REAL]) is None
+    assert parse_trade_frames([_REAL[:half], _REAL[half:], _REAL + " " + _REAL]) is None
+    assert parse_trade_frames([_REAL[:half] + "}", "{" + _REAL[half:], _REAL + _REAL]) is None
+    two_lines = _REAL.replace(",", ",\n", 1)  # one frame, pretty-printed: still one frame
+    assert parse_trade_frames([two_lines, _REAL]) == ([_reference(_REAL)[0]] * 2, _reference(_REAL)[1])

@@ -26,7 +26,13 @@ import orjson
 from websockets.asyncio.client import connect
 
 from quantpanel.bench.procs import spawn
-from quantpanel.feeds.binance_futures import RecordedTrade, parse_frame, render_agg_trade
+from quantpanel.feeds.binance_futures import (
+    RecordedTrade,
+    is_agg_trade_frame,
+    parse_frame,
+    parse_trade_frames,
+    render_agg_trade,
+)
 from quantpanel.feeds.binance_market import RecordedQuote, render_book_ticker
 from quantpanel.feeds.connection import FeedConnection
 from quantpanel.feeds.recording import Recording, load_recording
@@ -105,29 +111,35 @@ def _parse_all(frames: list[str]) -> list[Tick]:
 
 async def _ingest_once(frames: list[str], db: Path, pairs: list[PairSpec]) -> int:
     """parse -> micro-batches -> Pipeline (bars, live pair analytics, quote bars) -> StoreWriter;
-    returns ticks stored."""
+    returns ticks stored. Frames are parsed as the feed connection parses them: aggTrade frames a
+    micro-batch at a time (``parse_trade_frames``), others one by one."""
     writer = StoreWriter(db)
     pipeline = Pipeline(initial_state(_TFS), writer)
     for spec in pairs:
         pipeline.pairs.watch(spec)
-    batch: list[Tick] = []
+    raws: list[str] = []
     quotes: list[Quote] = []
+
+    def emit_trades() -> None:
+        parsed = parse_trade_frames(raws)
+        assert parsed is not None, "the bench's frames are real aggTrade frames"
+        pipeline.emit(TickBatch(tuple(parsed[0]), 0, 0))
+        raws.clear()
+
     for f in frames:
-        r = parse_frame(f)
-        if r.__class__ is not tuple:
-            if r.__class__ is Quote:  # the all-streams run: quote bars per micro-batch
-                quotes.append(r)
-                if len(quotes) >= _BATCH:
-                    pipeline.emit(MarketBatch(tuple(quotes)))
-                    quotes = []
+        if is_agg_trade_frame(f):
+            raws.append(f)
+            if len(raws) >= _BATCH:
+                emit_trades()
             continue
-        tick, _ = r  # type: ignore[misc]  # an aggTrade: (tick, event time)
-        batch.append(tick)
-        if len(batch) >= _BATCH:
-            pipeline.emit(TickBatch(tuple(batch), 0, 0))
-            batch = []
-    if batch:
-        pipeline.emit(TickBatch(tuple(batch), 0, 0))
+        r = parse_frame(f)
+        if r.__class__ is Quote:  # the all-streams run: quote bars per micro-batch
+            quotes.append(cast(Quote, r))
+            if len(quotes) >= _BATCH:
+                pipeline.emit(MarketBatch(tuple(quotes)))
+                quotes = []
+    if raws:
+        emit_trades()
     if quotes:
         pipeline.emit(MarketBatch(tuple(quotes)))
     pipeline.market.flush()

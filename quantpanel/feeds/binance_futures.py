@@ -22,10 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import msgspec
+import numpy as np
 import orjson
 
 from quantpanel.errors import FrameError
@@ -50,7 +52,9 @@ __all__ = [
     "answer_control",
     "combined_stream_url",
     "control_message",
+    "is_agg_trade_frame",
     "parse_agg_trades",
+    "parse_trade_frames",
     "parse_frame",
     "render_agg_trade",
     "streams_of_path",
@@ -336,6 +340,65 @@ def _fast_agg_trade(raw: str) -> tuple[Tick, int] | None:
             or not _I64_MIN <= ev <= _U64_MAX or not (0 < price < _INF and 0 < qty < _INF)):
         return None
     return _new_tick(Tick, (sym, t, a, price, qty, None if m is msgspec.UNSET else m)), ev
+
+
+_decode_agg_trade_lines = msgspec.json.Decoder(_AggTradeFrame).decode_lines
+
+
+def is_agg_trade_frame(raw: str | bytes) -> bool:
+    """A text frame naming an aggTrade stream (its first 64 characters): ``parse_trade_frames``' input."""
+    return raw.__class__ is str and raw.find('@aggTrade"', 0, 64) != -1  # type: ignore[arg-type]
+
+
+def parse_trade_frames(raws: list[str]) -> tuple[list[Tick], int] | None:
+    """A batch of aggTrade frames (``is_agg_trade_frame``) as their ticks in order and the highest
+    event time, or None when any frame is not exactly a real aggTrade frame: the caller then
+    gives each to ``parse_frame``, which accepts, refuses and words it as always.
+
+    The feed's hot path: one typed decode of the whole batch, a line per frame (each frame one
+    ``{...}`` object and exactly one value per frame: no value can run across two frames, since a
+    JSON string holds no raw newline and ``}`` then ``{`` is no JSON, and a frame of two values
+    changes the count), then the checks of ``agg_trade_tick`` over the batch's columns instead
+    of frame by frame (about twice as cheap as ``parse_frame`` each).
+    """
+    if not raws:
+        return [], 0
+    if not all(r[:1] == "{" and r[-1:] == "}" for r in raws):
+        return None  # each frame one object: no value can run from one frame into the next
+    try:
+        frames = _decode_agg_trade_lines("\n".join(raws))
+    except msgspec.DecodeError:  # a malformed frame, or one with other fields or types
+        return None
+    if len(frames) != len(raws):
+        return None
+    ds = [f.data for f in frames]
+    syms = [d.s for d in ds]
+    ts = [d.T for d in ds]
+    aids = [d.a for d in ds]
+    evs = [d.E for d in ds]
+    qs = [d.q for d in ds]
+    try:
+        prices = list(map(float, [d.p for d in ds]))
+        qtys = list(map(float, qs))
+    except ValueError:
+        return None
+    pq = np.array((prices, qtys))
+    if not (((pq > 0) & (pq < _INF)).all() and min(ts) >= 0 and max(ts) <= _U64_MAX and min(aids) >= 0
+            and max(aids) <= _U64_MAX and min(evs) >= _I64_MIN and max(evs) <= _U64_MAX and all(syms)
+            and all(d.e == "aggTrade" for d in ds)):
+        return None
+    for d, q in zip(ds, qtys, strict=True):  # nq: in every frame since RPI, nearly always the same text as q
+        nq = d.nq
+        if nq is not msgspec.UNSET and nq != d.q:
+            try:
+                if not 0 <= float(nq) <= q:
+                    return None
+            except ValueError:
+                return None
+    sides: list[bool | None] = [d.m for d in ds]  # type: ignore[misc]
+    if any(m is msgspec.UNSET for m in sides):
+        sides = [None if m is msgspec.UNSET else m for m in sides]
+    return list(map(_new_tick, repeat(Tick), zip(syms, ts, aids, prices, qtys, sides, strict=True))), max(evs)
 
 
 def parse_frame(raw: str | bytes) -> tuple[Tick, int] | MarketEvent | str:

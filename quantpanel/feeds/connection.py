@@ -32,7 +32,9 @@ from quantpanel.feeds.binance_futures import (
     ControlMethod,
     combined_stream_url,
     control_message,
+    is_agg_trade_frame,
     parse_frame,
+    parse_trade_frames,
 )
 from quantpanel.feeds.binance_market import stream_name
 from quantpanel.models import Liquidation, MarketBatch, MarkPrice, Quote, Tick, TickBatch
@@ -116,6 +118,7 @@ class FeedConnection:
         self.connected = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._pending: list[Tick] = []
+        self._raw_trades: list[str] = []  # aggTrade frames not yet parsed: parsed as one batch at the flush
         self._quotes: list[Quote] = []
         self._marks: list[MarkPrice] = []
         self._liquidations: list[Liquidation] = []
@@ -316,8 +319,18 @@ class FeedConnection:
                 return
 
     def _on_frame(self, raw: str | bytes) -> None:
+        """An aggTrade frame waits for its batch, parsed with it at the flush (``parse_trade_frames``,
+        one decode for the batch); any other frame is parsed now."""
         self._last_frame = time.monotonic()
         self.stats.frames += 1
+        if is_agg_trade_frame(raw):
+            self._raw_trades.append(raw)  # type: ignore[arg-type]  # a str, by is_agg_trade_frame
+            if len(self._raw_trades) >= self.batch_max:
+                self._flush()
+            return
+        self._parse_one(raw)
+
+    def _parse_one(self, raw: str | bytes) -> None:
         try:
             parsed = parse_frame(raw)
         except FrameError as exc:
@@ -331,8 +344,20 @@ class FeedConnection:
         self._pending.append(tick)
         if event_ms > self._max_event:
             self._max_event = event_ms
-        if len(self._pending) >= self.batch_max:
-            self._flush()
+
+    def _parse_trades(self) -> None:
+        """The waiting aggTrade frames into ``_pending``, in arrival order: as one batch, or frame by
+        frame when one of them is not a plain aggTrade frame (so it is refused and counted alone)."""
+        raws, self._raw_trades = self._raw_trades, []
+        batch = parse_trade_frames(raws)
+        if batch is None:
+            for raw in raws:
+                self._parse_one(raw)
+            return
+        ticks, event_ms = batch
+        self._pending.extend(ticks)
+        if event_ms > self._max_event:
+            self._max_event = event_ms
 
     def _on_other(self, parsed: Quote | MarkPrice | Liquidation | str, raw: str | bytes) -> None:
         st = self.stats
@@ -363,6 +388,8 @@ class FeedConnection:
             fut.set_result(msg.get("result"))
 
     def _flush(self) -> None:
+        if self._raw_trades:
+            self._parse_trades()
         if self._quotes or self._marks or self._liquidations:
             self._flush_market()
         if not self._pending:

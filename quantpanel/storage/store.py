@@ -10,11 +10,12 @@ CLI read while the writer thread writes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,17 @@ _OLD_VERSIONS = ("1", "2")
 _SIDES = (False, True, None)  # ticks.buyer_maker: 0, 1, or 2 = unknown (a collector without sides)
 
 
+_TICKS_SQL = "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) VALUES (?, ?, ?, ?, ?, ?)"
+#: Rows per multi-row statement (``Store._execute_rows``), largest first: any count is a few
+#: statements, and a few sizes per INSERT keep sqlite3's statement cache small.
+_ROWS_PER_STATEMENT = (4096, 1024, 256, 64, 16, 4, 1)
+
+
+@functools.lru_cache(maxsize=128)
+def _multi_row(head: str, values: str, k: int) -> str:
+    return f"{head} VALUES " + ",".join([values] * k)
+
+
 def _nan(v: float | None) -> float:
     return float("nan") if v is None else v
 
@@ -179,67 +191,62 @@ class Store(MarketTables, ArchivedTicks):
             self._in_transaction = False
 
     def _write(self, sql: str, rows: Iterable[Sequence[object]]) -> int:
+        """Run an INSERT (or any statement) for each row, in the open transaction or its own."""
         try:
             if self._in_transaction:
                 before = self._db.total_changes
-                self._db.executemany(sql, rows)
+                self._execute_rows(sql, rows)
                 return self._db.total_changes - before
             with self._db:  # one transaction: all rows or none
                 before = self._db.total_changes
-                self._db.executemany(sql, rows)
+                self._execute_rows(sql, rows)
                 return self._db.total_changes - before
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: write failed, nothing of this batch stored: {exc}") from None
+
+    def _execute_rows(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """``executemany``, as multi-row ``INSERT ... VALUES (..), (..)`` statements where ``sql``
+        is a plain one-row INSERT.
+
+        Why: ``executemany`` takes the GIL back after every row, and each take-back can wait a
+        switch interval (5 ms) while the event loop is busy, so the writer thread's inserts queue
+        behind the loop instead of running beside it. A statement of thousands of rows binds
+        them at once and lets go of the GIL once for all. Same rows, same order, same conflicts
+        (a later row of one statement meets the earlier ones as it would the earlier statement).
+        """
+        head, sep, values = sql.rpartition(" VALUES ")
+        values = values.strip()
+        if not sep or not values.startswith("(") or not values.endswith(")") or "(" in values[1:]:
+            self._db.executemany(sql, rows)  # an upsert, a DELETE: as it is
+            return
+        width = values.count("?")
+        rows = rows if isinstance(rows, list | tuple) else list(rows)
+        if any(len(r) != width for r in rows):
+            raise sqlite3.ProgrammingError(f"a row without exactly {width} values for {head}")
+        flat = list(chain.from_iterable(rows))
+        most = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
+        i, n = 0, len(rows)
+        for k in _ROWS_PER_STATEMENT:
+            if k > most:
+                continue
+            while n - i >= k:
+                self._db.execute(_multi_row(head, values, k), flat[width * i:width * (i + k)])
+                i += k
 
     # -- ticks ---------------------------------------------------------------------------------
-    #: ``insert_ticks``'s statements by rows per statement, largest first. One multi-row INSERT
-    #: binds its rows at once and sqlite3 lets go of the GIL once for all of them, where
-    #: ``executemany`` takes the GIL back for every row: the writer thread's inserts then run
-    #: beside a busy event loop instead of queueing behind it (each take-back can wait a switch
-    #: interval, 5 ms, so the big statements matter). Powers of two make any count a few
-    #: statements and bound sqlite3's statement cache to these 14 (a prepared row is ~0.6 kB);
-    #: the sizes beyond the connection's variable limit (6 per row) are skipped.
-    _TICK_INSERTS = tuple((k, "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) VALUES "
-                              + ",".join(["(?,?,?,?,?,?)"] * k))
-                          for k in (8192, 4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1))
-
     def insert_ticks(self, ticks: Iterable[Tick]) -> int:
         """Store ticks in one transaction; ticks already stored are ignored. Returns rows added."""
-        from itertools import chain  # here: this edit stays inside the method (store.py is shared)
-
-        rows = ticks if isinstance(ticks, list | tuple) else list(ticks)
-        flat = list(chain.from_iterable(rows))
-        if len(flat) != 6 * len(rows) or set(map(len, rows)) - {6}:
-            raise StoreError(f"{self.path}: write failed, nothing of this batch stored: "
-                             "a tick row without exactly 6 fields")
-        sides = flat[5::6]
-        if None in sides:  # unknown side: stored as 2
-            flat[5::6] = [2 if m is None else m for m in sides]
-
-        def insert() -> int:
-            before, i, n = self._db.total_changes, 0, len(rows)
-            most = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 6
-            for k, sql in self._TICK_INSERTS:
-                while n - i >= k and k <= most:
-                    self._db.execute(sql, flat[6 * i:6 * (i + k)])
-                    i += k
-            return self._db.total_changes - before
-
-        try:
-            if self._in_transaction:
-                return insert()
-            with self._db:  # one transaction: all rows or none
-                return insert()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: write failed, nothing of this batch stored: {exc}") from None
+        rows: Sequence[Sequence[object]] = ticks if isinstance(ticks, list | tuple) else list(ticks)
+        if any(t[5] is None for t in rows):  # unknown side: stored as 2
+            rows = [t if t[5] is not None else (*t[:5], 2) for t in rows]
+        return self._write(_TICKS_SQL, rows)
 
     def insert_tick_columns(self, symbol: str, cols: TickColumns) -> int:
         """``insert_ticks`` for columns (an import's chunk): no ``Tick`` per row. Returns rows added."""
         n = len(cols)
-        return self._write(
-            "INSERT OR IGNORE INTO ticks (symbol, time, agg_id, price, qty, buyer_maker) VALUES (?, ?, ?, ?, ?, ?)",
-            zip([symbol] * n, cols.time.tolist(), cols.agg_id.tolist(), cols.price.tolist(), cols.qty.tolist(),
-                cols.side.tolist(), strict=True))
+        rows = zip([symbol] * n, cols.time.tolist(), cols.agg_id.tolist(), cols.price.tolist(), cols.qty.tolist(),
+                   cols.side.tolist(), strict=True)
+        return self._write(_TICKS_SQL, list(rows))
 
     def iter_tick_columns(self, symbol: str, start: int | None = None, end: int | None = None, *,
                           chunk: int = 500_000) -> Iterator[TickColumns]:
