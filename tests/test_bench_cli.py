@@ -15,6 +15,9 @@ KEYS = ["orjson_loads_per_s", "parse_frame_per_s", "bars_only_ticks_per_s", "sto
 BROKER_KEYS = ["latency_in_process_p50_ms", "latency_in_process_p99_ms", "latency_broker_p50_ms",
                "latency_broker_p99_ms", "broker_added_p50_ms", "broker_added_p99_ms", "latency_target_ms",
                "sessions_one_process", "sessions_workers_2", "ladder"]
+IMPORT_KEYS = ["rows", "floor_seconds", "floor_rows_per_s", "import_seconds", "rows_per_s", "vs_floor", "bars"]
+HISTORY_KEYS = ["days", "ticks", "bars_1m_per_symbol", "build_seconds", "analyze_30d_seconds",
+                "analyze_cli_seconds", "warm_start_seconds", "load_bars_1m_30d_seconds"]
 
 
 @pytest.mark.timeout(600)
@@ -54,6 +57,17 @@ def test_bench_quick_reports_all_figures_with_zero_loss():
     assert b["latency_target_ms"] > 0 and b["ladder"] == []
     assert b["sessions_one_process"] is None and b["sessions_workers_2"] is None
     assert not any(t["figure"].startswith("broker") for t in r["targets"])  # no target of its own
+    # issue 18: the columnar import against its floor, and stored history at scale (3 days here)
+    i = r["import"]
+    assert all(isinstance(i[k], int | float) and i[k] > 0 for k in IMPORT_KEYS), {k: i.get(k) for k in IMPORT_KEYS}
+    assert i["rows"] == i["stored"] == 200_000 and i["source"].startswith("real BTCUSDT trades repeated")
+    h = r["history"]
+    assert all(isinstance(h[k], int | float) and h[k] > 0 for k in HISTORY_KEYS), {k: h.get(k) for k in HISTORY_KEYS}
+    assert h["days"] == 3 and h["bars_1m_per_symbol"] == 3 * 1440 == h["analyze_bars"]
+    assert h["analyze_same_in_cli"] is True and h["source"].startswith("real BTCUSDT and ETHUSDT trades")
+    assert {"import", "history"} <= set(r["section_seconds"])
+    assert {"import.vs_floor", "history.analyze_30d_seconds", "history.warm_start_seconds"} <= {
+        t["figure"] for t in r["targets"] if t["value"] is not None}
     assert [t["figure"] for t in r["targets"]][:3] == ["ingest_vs_orjson", "ingest_ticks_per_s",
                                                        "loopback_msgs_per_s"]
     assert all(t["value"] is not None for t in r["targets"] if not t["figure"].startswith(("soak", "push.sessions.20")))

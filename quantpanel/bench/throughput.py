@@ -133,8 +133,8 @@ async def _ingest_once(frames: list[str], db: Path, pairs: list[PairSpec]) -> in
                 emit_trades()
             continue
         r = parse_frame(f)
-        if r.__class__ is Quote:  # the all-streams run: quote bars per micro-batch
-            quotes.append(cast(Quote, r))
+        if isinstance(r, Quote):  # the all-streams run: quote bars per micro-batch
+            quotes.append(r)
             if len(quotes) >= _BATCH:
                 pipeline.emit(MarketBatch(tuple(quotes)))
                 quotes = []

@@ -347,7 +347,7 @@ _decode_agg_trade_lines = msgspec.json.Decoder(_AggTradeFrame).decode_lines
 
 def is_agg_trade_frame(raw: str | bytes) -> bool:
     """A text frame naming an aggTrade stream (its first 64 characters): ``parse_trade_frames``' input."""
-    return raw.__class__ is str and raw.find('@aggTrade"', 0, 64) != -1  # type: ignore[arg-type]
+    return isinstance(raw, str) and raw.find('@aggTrade"', 0, 64) != -1
 
 
 def parse_trade_frames(raws: list[str]) -> tuple[list[Tick], int] | None:
@@ -395,9 +395,9 @@ def parse_trade_frames(raws: list[str]) -> tuple[list[Tick], int] | None:
                     return None
             except ValueError:
                 return None
-    sides: list[bool | None] = [d.m for d in ds]  # type: ignore[misc]
-    if any(m is msgspec.UNSET for m in sides):
-        sides = [None if m is msgspec.UNSET else m for m in sides]
+    marks = [d.m for d in ds]
+    sides: list[bool | None] = [None if m is msgspec.UNSET else m for m in marks] if any(
+        m is msgspec.UNSET for m in marks) else marks  # type: ignore[assignment]  # no UNSET left
     return list(map(_new_tick, repeat(Tick), zip(syms, ts, aids, prices, qtys, sides, strict=True))), max(evs)
 
 
