@@ -207,6 +207,7 @@ def test_writer_writes_every_kind_and_counts_it(tmp_path):
 def test_writer_a_failing_kind_costs_no_other_and_its_rows_are_retried(tmp_path, usdm_ticks):
     db = tmp_path / "q.db"
     w = StoreWriter(db, retry_s=0.1)
+    w.flush(timeout=10)  # the writer's thread has opened its store (CREATE IF NOT EXISTS) before the drop
     con = sqlite3.connect(db)
     con.execute("DROP TABLE marks")  # marks cannot be written until the table is back
     con.commit()
