@@ -7,15 +7,15 @@ import sys
 
 _PROBE = """
 import gc, sys
-from quantpanel.pipeline.interpreter import SWITCH_INTERVAL_S, tune_for_ingest
+from quantpanel.pipeline.interpreter import SWITCH_INTERVAL_S, tune_interpreter
 assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == 0.005
 junk = [[i] for i in range(50_000)]
-tune_for_ingest()
+tune_interpreter()
 frozen = gc.get_freeze_count()
 assert frozen >= 50_000, frozen
 assert sys.getswitchinterval() == SWITCH_INTERVAL_S
 more = [[i] for i in range(1_000)]
-tune_for_ingest()  # once per process: nothing more is frozen
+tune_interpreter()  # once per process: nothing more is frozen
 assert gc.get_freeze_count() == frozen
 gc.collect()
 assert gc.is_tracked(more[0]) and more[0] in gc.get_objects()  # later objects are collected as before

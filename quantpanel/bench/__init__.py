@@ -48,6 +48,7 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("push.max_cpu_per_session_pct", "<=", 3, "% server CPU per session"),
     ("push.refresh_vs_raw_bokeh", "<=", 3, "x raw ColumnDataSource.stream"),
     ("push.session_open_cpu_ms", "<=", 300, "ms server CPU"),
+    ("ingest_vs_store_only", ">=", 0.8, "of the SQLite-only rate"),
     ("import.vs_floor", "<=", 2, "x the read_csv + bare SQLite floor"),
     ("history.analyze_30d_seconds", "<", 2, "s analyze, 30 days of 1m"),
     ("history.warm_start_seconds", "<", 1, "s dashboard warm-up"),

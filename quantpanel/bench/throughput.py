@@ -39,7 +39,7 @@ from quantpanel.feeds.recording import Recording, load_recording
 from quantpanel.models import MarketBatch, Quote, Tick, TickBatch
 from quantpanel.pipeline.bars import build_bars, initial_state
 from quantpanel.pipeline.graph import Pipeline
-from quantpanel.pipeline.interpreter import tune_for_ingest
+from quantpanel.pipeline.interpreter import tune_interpreter
 from quantpanel.pipeline.pairs import PairSpec
 from quantpanel.storage.store import Store
 from quantpanel.storage.writer import StoreWriter
@@ -237,7 +237,7 @@ def run_bench(data: Path, *, passes: int = 2, runs: int = 3, copies: int = 5,
     frames = [render_agg_trade(t, 0, 0) for t in rec.trades]
     n = len(frames)
     ticks = _parse_all(frames)
-    tune_for_ingest()  # as an ingesting process runs (its inputs frozen like a startup heap)
+    tune_interpreter()  # as an ingesting process runs (its inputs frozen like a startup heap)
     res: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_start": os.getloadavg()},

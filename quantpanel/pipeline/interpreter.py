@@ -1,4 +1,6 @@
-"""Two interpreter settings an ingesting process runs with, set once when its pipeline starts.
+"""Two interpreter settings a long-running process (an ingest, a dashboard server) runs with,
+set once: when its ingestion starts, or in a served dashboard when the first session asks for the
+process's hub (before that session has built its page, so almost nothing of it is frozen).
 
 Measured on the bench's ingest (parse -> bars -> pairs -> store writer thread, 2 cores):
 
@@ -10,7 +12,7 @@ Measured on the bench's ingest (parse -> bars -> pairs -> store writer thread, 2
 - **The GIL switch interval is 1 ms**, not 5. The store writer thread gives up the GIL for every
   SQLite statement and must take it back from the busy event loop after each one: at 5 ms a
   writer wrote nothing at all while the loop ran for 1.1 s (everything waited for the final
-  flush); at 1 ms it keeps pace (ingest 0.42 -> 0.62 of the SQLite-only rate). A thread asks for
+  flush); at 1 ms it keeps pace (ingest 0.42 -> 0.64 of the SQLite-only rate). A thread asks for
   the GIL only when it has work, so an idle writer costs the loop nothing.
 """
 
@@ -21,14 +23,14 @@ import logging
 import sys
 import time
 
-__all__ = ["SWITCH_INTERVAL_S", "tune_for_ingest"]
+__all__ = ["SWITCH_INTERVAL_S", "tune_interpreter"]
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL_S = 0.001
 _tuned = False
 
 
-def tune_for_ingest() -> None:
+def tune_interpreter() -> None:
     """Freeze the heap built so far and shorten the switch interval; once per process (a second
     freeze would pin whatever garbage exists by then for the rest of the process)."""
     global _tuned
@@ -39,5 +41,5 @@ def tune_for_ingest() -> None:
     gc.collect()
     gc.freeze()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    log.info("interpreter tuned for ingest: %d objects frozen in %.2f s, switch interval %.0f ms",
+    log.info("interpreter tuned: %d objects frozen in %.2f s, switch interval %.0f ms",
              gc.get_freeze_count(), time.perf_counter() - t0, SWITCH_INTERVAL_S * 1000)
