@@ -36,6 +36,19 @@ def test_wal_mode_and_idempotent_inserts(tmp_path, usdm_ticks):
         assert store.symbols() == ["BTCUSDT", "ETHUSDT"]
 
 
+def test_sides_are_stored_as_their_codes_in_any_statement_size(tmp_path):
+    """A side binds as its code (0 taker buy, 1 taker sell, 2 unknown), in the multi-row
+    statements and one by one, and reads back as the side it was."""
+    sides = (False, True, None)
+    ticks = [Tick("BTCUSDT", 1_000 + i, i, 100.0 + i, 1.0, sides[i % 3]) for i in range(4096 + 64 + 3)]
+    with Store(tmp_path / "q.db") as store:
+        assert store.insert_ticks(ticks) == len(ticks)
+        assert store.insert_ticks([ticks[0]._replace(agg_id=-1), ticks[1]._replace(agg_id=-2)]) == 2
+        codes = store._db.execute("SELECT agg_id, buyer_maker FROM ticks WHERE symbol = 'BTCUSDT'").fetchall()
+        assert dict(codes) == {**{i: i % 3 for i in range(len(ticks))}, -1: 0, -2: 1}
+        assert [t for t in store.read_ticks("BTCUSDT") if t.agg_id >= 0] == ticks
+
+
 def test_forming_bars_are_never_cached(tmp_path):
     with Store(tmp_path / "q.db") as store, pytest.raises(ValueError, match="forming bar"):
         store.upsert_bars([Bar("X", "1s", 0, 1, 1, 1, 1, 1, 1, 1, 0, closed=False)])
