@@ -18,16 +18,21 @@ from quantpanel.config import load_config
 from quantpanel.errors import ConfigError, StoreError
 from quantpanel.models import Bar, Tick
 from quantpanel.pipeline.history import load_bars, rebuild_bars
+from quantpanel.pipeline.import_bars import ImportBars
 from quantpanel.storage import archive
 from quantpanel.storage.importer import import_file
 from quantpanel.storage.store import Store
 
 from tests.conftest import ROOT, USDM_TRADES
+from tests.test_store import CSV_HEADER
 
 DAY = archive.DAY_MS
 AUG8 = 1723075200000  # 2024-08-08 00:00 UTC: the recording is 23:54 on the 8th to 00:00:00.029 on the 9th
 NOW = AUG8 + 2 * DAY + 3_600_000  # 2024-08-10 01:00: with one day kept, the 8th goes and the 9th stays
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+# times either side of the archived day, inside it, on the tick of the 9th and past everything
+PROBES = (AUG8, AUG8 + 1, AUG8 + 2_500, AUG8 + DAY - 300_000, AUG8 + DAY - 1, AUG8 + DAY, AUG8 + DAY + 10,
+          AUG8 + 2 * DAY)
 # a collector without sides or ids: unknown side (stored as 2) and synthetic negative keys
 UNKNOWN = [Tick("SOLUSDT", AUG8 + 1000 * k, -10 - k, 150.0 + k, 0.5, None if k % 2 else bool(k % 4))
            for k in range(6)]
@@ -55,6 +60,8 @@ def _snapshot(store: Store) -> dict[str, object]:
         snap[s] = (store.read_ticks(s), store.tick_count(s), store.max_time(s), store.max_agg_id(s),
                    store.has_ticks(s), store.read_ticks(s, AUG8 + DAY - 60_000, AUG8 + DAY + 10),
                    store.tick_count_between(s, AUG8 + DAY - 60_000, AUG8 + DAY + 10))
+        # what an import continues from and stops before (pipeline/import_bars.py)
+        snap[s, "edges"] = [(store.tick_before(s, t), store.first_tick_time(s, t)) for t in PROBES]
         for tf in ("1s", "1m", "5m", "15m"):
             snap[s, tf] = _rows(load_bars(store, s, tf))
             snap[s, tf, "range"] = _rows(load_bars(store, s, tf, AUG8 + DAY - 120_000, AUG8 + DAY + 1000))
@@ -110,6 +117,31 @@ def test_a_rerun_never_duplicates_and_merges_late_ticks(stored, tmp_path):
     more = list(store.archive_ticks(tmp_path / "archive", older_than_days=1, now_ms=NOW + DAY))
     assert [(d.symbol, d.day, d.ticks) for d in more] == [("ETHUSDT", "2024-08-09", 25)]
     assert _in_sqlite(store) == [] and _snapshot(store) == before
+
+
+def test_an_import_beside_archived_days_keeps_their_bars_and_continues_from_their_ticks(stored, tmp_path):
+    """Trades of a day before the archived one, then of one after everything: the archived day's
+    cached bars stay (the import's bars end at its first tick), and bars after the archive carry
+    its last price, as if every tick were in SQLite."""
+    store, _ = stored
+    with _store(tmp_path / "all.db") as same:  # the same ticks, never archived
+        list(store.archive_ticks(tmp_path / "archive", older_than_days=1, now_ms=NOW))
+        eth = store.read_ticks("ETHUSDT")
+        older = [Tick("ETHUSDT", AUG8 - 2_000 + 100 * k, eth[0].agg_id - 50 + k, 2500.0 + k, 1.0, k % 2 == 0)
+                 for k in range(30)]
+        later = [Tick("ETHUSDT", eth[-1].time + 1_500 + 700 * k, eth[-1].agg_id + 1 + k, 2600.0 - k, 2.0, k % 3 == 0)
+                 for k in range(20)]
+        for db in (store, same):
+            for i, part in enumerate((older, later)):
+                path = tmp_path / f"{db.path.stem}-{i}.csv"
+                path.write_text(CSV_HEADER + "".join(
+                    f"{t.agg_id},{t.price},{t.qty},{t.agg_id},{t.agg_id},{t.time},{str(t.buyer_maker).lower()}\n"
+                    for t in part))
+                assert import_file(db, path, symbol="ETHUSDT", bars=ImportBars(["1s", "1m"])).stored == len(part)
+        assert _in_sqlite(store)[0] == ("ETHUSDT", AUG8 // DAY - 1)  # the older ones: not archived yet
+        for tf in ("1s", "1m"):
+            got = _rows(store.read_bars("ETHUSDT", tf))
+            assert got == _rows(same.read_bars("ETHUSDT", tf)) and len(got) > 300, tf
 
 
 class _FailingDelete:

@@ -241,16 +241,48 @@ class ArchivedTicks:
             "ORDER BY day_ms", (symbol, hi, lo - DAY_MS))
         if not rows:
             return []
+        root = self._archive_root()
+        return [_Day(symbol, d, root / f, n) for d, f, n in rows]
+
+    def _archive_root(self) -> Path:
         root = self.archive_dir()
         if root is None:
             raise StoreError(f"{self.path}: the tick archive lists days but meta.archive_dir is missing")
-        return [_Day(symbol, d, root / f, n) for d, f, n in rows]
+        return root
 
-    def _day_ticks(self, day: _Day, lo: int, hi: int) -> Iterator[Tick]:
+    def _listed_file(self, day: _Day) -> Path:
         if not day.file.is_file():
             raise StoreError(f"archived ticks of {day.symbol} {_day_name(day.start)} are missing: "
                              f"{day.file} (listed in {self.path}'s tick_archive)")
-        return _file_ticks(day.symbol, day.file, max(lo, day.start), min(hi, day.end))
+        return day.file
+
+    def _day_ticks(self, day: _Day, lo: int, hi: int) -> Iterator[Tick]:
+        return _file_ticks(day.symbol, self._listed_file(day), max(lo, day.start), min(hi, day.end))
+
+    def _archived_tick_before(self, symbol: str, time: int) -> tuple[int, int, float] | None:
+        """(time, agg_id, price) of the newest archived tick of ``symbol`` before ``time``: in the
+        newest day the manifest says has one (its file is ordered by (time, agg_id))."""
+        rows = self._archive_rows("SELECT day_ms, file, ticks FROM tick_archive WHERE symbol = ? AND first_time < ? "
+                                  "ORDER BY day_ms DESC LIMIT 1", (symbol, time))
+        if not rows:
+            return None
+        (d, f, n), = rows
+        c = _read_columns(self._listed_file(_Day(symbol, d, self._archive_root() / f, n)))
+        i = int(np.searchsorted(c.time, time)) - 1
+        return None if i < 0 else (int(c.time[i]), int(c.agg_id[i]), float(c.price[i]))
+
+    def _archived_first_time(self, symbol: str, start: int) -> int | None:
+        """Trade time of the oldest archived tick of ``symbol`` at or after ``start``."""
+        rows = self._archive_rows("SELECT day_ms, file, ticks, first_time FROM tick_archive WHERE symbol = ? "
+                                  "AND last_time >= ? ORDER BY day_ms LIMIT 1", (symbol, start))
+        if not rows:
+            return None
+        (d, f, n, first), = rows
+        if first >= start:  # the manifest knows
+            return int(first)
+        c = _read_columns(self._listed_file(_Day(symbol, d, self._archive_root() / f, n)))
+        i = int(np.searchsorted(c.time, start))
+        return int(c.time[i]) if i < len(c) else None
 
     def _with_archive(self, days: list[_Day], lo: int, hi: int,
                       stored: Callable[[int, int], Iterator[Tick]]) -> Iterator[Tick]:

@@ -276,15 +276,20 @@ class Store(MarketTables, ArchivedTicks):
                               np.array(q, dtype="float64"), np.array(m, dtype="int8"))
 
     def tick_before(self, symbol: str, time: int) -> tuple[int, int, float] | None:
-        """(time, agg_id, price) of the newest tick of ``symbol`` before ``time``; None when none."""
+        """(time, agg_id, price) of the newest tick of ``symbol`` before ``time``, archived days
+        included (an import after them continues from their last price); None when none."""
         row = self._db.execute("SELECT time, agg_id, price FROM ticks WHERE symbol = ? AND time < ? "
                                "ORDER BY time DESC, agg_id DESC LIMIT 1", (symbol, time)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]), float(row[2]))
+        found = [(int(row[0]), int(row[1]), float(row[2]))] if row is not None else []
+        archived = self._archived_tick_before(symbol, time)
+        return max([*found, *([archived] if archived else [])], key=lambda t: t[:2], default=None)
 
     def first_tick_time(self, symbol: str, start: int) -> int | None:
-        """Trade time of the oldest tick of ``symbol`` at or after ``start``; None when none."""
+        """Trade time of the oldest tick of ``symbol`` at or after ``start``, archived days included
+        (an import before them must not rebuild their cached bars); None when none."""
         row = self._db.execute("SELECT MIN(time) FROM ticks WHERE symbol = ? AND time >= ?", (symbol, start)).fetchone()
-        return None if row[0] is None else int(row[0])
+        times = [t for t in (row[0], self._archived_first_time(symbol, start)) if t is not None]
+        return int(min(times)) if times else None
 
     def iter_ticks(
         self, symbol: str, start: int | None = None, end: int | None = None, *, chunk: int = 50_000
