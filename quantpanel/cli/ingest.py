@@ -20,8 +20,10 @@ log = logging.getLogger("quantpanel")
 async def ingest(cfg: Config, url: str, *, source: str | None = None) -> None:
     """Feed, backfill, store, bars, pair analytics and alerts (``Runtime``), published until a signal."""
     from quantpanel.broker.publisher import Publisher
+    from quantpanel.pipeline.interpreter import tune_interpreter
     from quantpanel.pipeline.runtime import Runtime
 
+    tune_interpreter()  # a long-running ingesting process (pipeline/interpreter.py)
     runtime = Runtime(cfg, source=source)
     publisher = Publisher(runtime, url)
     stop = asyncio.Event()

@@ -24,6 +24,7 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
     from quantpanel.alerts.rules import inactive_reason
     from quantpanel.config import alert_rules
     from quantpanel.pipeline.ingestion import build_ingestion
+    from quantpanel.pipeline.interpreter import tune_interpreter
 
     inactive = [{"name": r.name, "reason": why} for r in alert_rules(cfg)
                 if (why := inactive_reason(r, cfg.symbols, cfg.timeframes)) is not None]
@@ -35,6 +36,7 @@ async def record(cfg: Config, duration: float | None) -> dict[str, Any]:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
+    tune_interpreter()  # a long-running ingesting process (pipeline/interpreter.py)
     ingestion.start()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration)

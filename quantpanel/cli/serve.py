@@ -77,6 +77,7 @@ def _serve(cfg: Config, *, num_procs: int) -> int:
 
     from quantpanel.dashboard.app import create_app
     from quantpanel.dashboard.hub import get_hub
+    from quantpanel.pipeline.interpreter import tune_interpreter
 
     origins = list(cfg.server.allow_websocket_origin) or [
         f"{h}:{cfg.server.port}" for h in ("localhost", "127.0.0.1", cfg.server.host)]
@@ -90,6 +91,7 @@ def _serve(cfg: Config, *, num_procs: int) -> int:
     if num_procs > 1:  # a forked dashboard process: it goes when `serve --workers` goes, however
         from quantpanel.broker.local import die_with_parent
         die_with_parent()
+    tune_interpreter()  # a long-running server process, before any session (pipeline/interpreter.py)
     # ingestion starts with the server (it records with no browser open), not with the first tab;
     # with num_procs > 1 this runs in each forked process, on its own loop
     server.io_loop.add_callback(lambda: get_hub(cfg))

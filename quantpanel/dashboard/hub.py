@@ -31,7 +31,6 @@ from quantpanel.dashboard.market_hub import MarketSeries
 from quantpanel.errors import ReplayError, StoreError
 from quantpanel.models import Bar, MarketBatch
 from quantpanel.pipeline.bars import BarUpdate
-from quantpanel.pipeline.interpreter import tune_interpreter
 from quantpanel.pipeline.pair_costs import FundingMode, PairCosts, SlippageModel, pair_costs
 from quantpanel.pipeline.pairs import PairPoint, PairSpec
 from quantpanel.pipeline.replay_controls import ReplayControls
@@ -386,7 +385,6 @@ def get_hub(config: Config, *, source: str | None = None) -> Hub:
     global _HUB, _START
     with _LOCK:
         if _HUB is None:
-            tune_interpreter()  # now, before this first session has built its page
             runtime: Runtime | RemoteRuntime = (
                 RemoteRuntime(config, config.broker.url) if config.broker.url else Runtime(config, source=source))
             _HUB = Hub(runtime, config.dashboard.buffer_bars)

@@ -29,7 +29,6 @@ from quantpanel.models import MARKET_STREAMS, SPOT_SUFFIX, Bar, MarketBatch, Tic
 from quantpanel.pipeline.backfilling import make_backfill
 from quantpanel.pipeline.graph import Pipeline
 from quantpanel.pipeline.history import WarmStart, warm_start
-from quantpanel.pipeline.interpreter import tune_interpreter
 from quantpanel.pipeline.market import MarketData
 from quantpanel.pipeline.market_polls import MarketPolls
 from quantpanel.storage.store import Store
@@ -160,7 +159,6 @@ class Ingestion:
         """Run the feeds and the REST polls (adopting ``task``, the market feed's already running
         ``run()``); returns the market feed's task."""
         if self._task is None:
-            tune_interpreter()
             loop = asyncio.get_running_loop()
             self._task = task or loop.create_task(self.feed.run(), name="feed")
             if self.quotes_feed is not None:

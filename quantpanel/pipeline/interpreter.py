@@ -1,6 +1,7 @@
-"""Two interpreter settings a long-running process (an ingest, a dashboard server) runs with,
-set once: when its ingestion starts, or in a served dashboard when the first session asks for the
-process's hub (before that session has built its page, so almost nothing of it is frozen).
+"""Two interpreter settings a long-running process runs with, set once by its entry point:
+``quantpanel serve`` before it serves, ``quantpanel ingest`` and ``record`` before they start,
+``app.py`` (``panel serve``) in its first session before it builds the page. Never by the library
+itself: a notebook's kernel keeps its own heap and switch interval.
 
 Measured on the bench's ingest (parse -> bars -> pairs -> store writer thread, 2 cores):
 
