@@ -61,7 +61,10 @@ def _snapshot(store: Store) -> dict[str, object]:
                    store.has_ticks(s), store.read_ticks(s, AUG8 + DAY - 60_000, AUG8 + DAY + 10),
                    store.tick_count_between(s, AUG8 + DAY - 60_000, AUG8 + DAY + 10))
         # what an import continues from and stops before (pipeline/import_bars.py)
-        snap[s, "edges"] = [(store.tick_before(s, t), store.first_tick_time(s, t)) for t in PROBES]
+        ticks = snap[s][0]
+        day_edges = [t.time + d for t in ticks[:1] + ticks[-1:] + [t for t in ticks if t.time >= AUG8 + DAY][:1]
+                     for d in (-1, 0, 1)]  # on and beside the first and last tick of each day
+        snap[s, "edges"] = [(store.tick_before(s, t), store.first_tick_time(s, t)) for t in (*PROBES, *day_edges)]
         for tf in ("1s", "1m", "5m", "15m"):
             snap[s, tf] = _rows(load_bars(store, s, tf))
             snap[s, tf, "range"] = _rows(load_bars(store, s, tf, AUG8 + DAY - 120_000, AUG8 + DAY + 1000))
@@ -126,22 +129,26 @@ def test_an_import_beside_archived_days_keeps_their_bars_and_continues_from_thei
     store, _ = stored
     with _store(tmp_path / "all.db") as same:  # the same ticks, never archived
         list(store.archive_ticks(tmp_path / "archive", older_than_days=1, now_ms=NOW))
-        eth = store.read_ticks("ETHUSDT")
-        older = [Tick("ETHUSDT", AUG8 - 2_000 + 100 * k, eth[0].agg_id - 50 + k, 2500.0 + k, 1.0, k % 2 == 0)
-                 for k in range(30)]
-        later = [Tick("ETHUSDT", eth[-1].time + 1_500 + 700 * k, eth[-1].agg_id + 1 + k, 2600.0 - k, 2.0, k % 3 == 0)
-                 for k in range(20)]
+        assert _in_sqlite(store) == [("ETHUSDT", AUG8 // DAY + 1)]  # every BTCUSDT tick is archived
+        parts = []
+        for sym in ("ETHUSDT", "BTCUSDT"):
+            ticks = store.read_ticks(sym)
+            older = [Tick(sym, AUG8 - 2_000 + 100 * k, ticks[0].agg_id - 50 + k, 2500.0 + k, 1.0, k % 2 == 0)
+                     for k in range(30)]
+            later = [Tick(sym, ticks[-1].time + 1_500 + 700 * k, ticks[-1].agg_id + 1 + k, 2600.0 - k, 2.0,
+                          k % 3 == 0) for k in range(20)]
+            parts += [older, later]
         for db in (store, same):
-            for i, part in enumerate((older, later)):
+            for i, part in enumerate(parts):
                 path = tmp_path / f"{db.path.stem}-{i}.csv"
                 path.write_text(CSV_HEADER + "".join(
                     f"{t.agg_id},{t.price},{t.qty},{t.agg_id},{t.agg_id},{t.time},{str(t.buyer_maker).lower()}\n"
                     for t in part))
-                assert import_file(db, path, symbol="ETHUSDT", bars=ImportBars(["1s", "1m"])).stored == len(part)
-        assert _in_sqlite(store)[0] == ("ETHUSDT", AUG8 // DAY - 1)  # the older ones: not archived yet
-        for tf in ("1s", "1m"):
-            got = _rows(store.read_bars("ETHUSDT", tf))
-            assert got == _rows(same.read_bars("ETHUSDT", tf)) and len(got) > 300, tf
+                assert import_file(db, path, symbol=part[0].symbol, bars=ImportBars(["1s", "1m"])).stored == len(part)
+        for sym in ("ETHUSDT", "BTCUSDT"):
+            for tf in ("1s", "1m"):
+                got = _rows(store.read_bars(sym, tf))
+                assert got == _rows(same.read_bars(sym, tf)) and len(got) > 300, (sym, tf)
 
 
 class _FailingDelete:

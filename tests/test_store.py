@@ -7,6 +7,7 @@ import sqlite3
 import zipfile
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from quantpanel.errors import ImportFileError, StoreError
@@ -44,8 +45,11 @@ def test_sides_are_stored_as_their_codes_in_any_statement_size(tmp_path):
     with Store(tmp_path / "q.db") as store:
         assert store.insert_ticks(ticks) == len(ticks)
         assert store.insert_ticks([ticks[0]._replace(agg_id=-1), ticks[1]._replace(agg_id=-2)]) == 2
+        # numpy sides (a column's values) bind as the same codes, not as numpy bytes
+        assert store.insert_ticks([ticks[0]._replace(agg_id=-3, buyer_maker=np.False_),
+                                   ticks[1]._replace(agg_id=-4, buyer_maker=np.True_)]) == 2
         codes = store._db.execute("SELECT agg_id, buyer_maker FROM ticks WHERE symbol = 'BTCUSDT'").fetchall()
-        assert dict(codes) == {**{i: i % 3 for i in range(len(ticks))}, -1: 0, -2: 1}
+        assert dict(codes) == {**{i: i % 3 for i in range(len(ticks))}, -1: 0, -2: 1, -3: 0, -4: 1}
         assert [t for t in store.read_ticks("BTCUSDT") if t.agg_id >= 0] == ticks
 
 

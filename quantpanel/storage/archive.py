@@ -259,20 +259,26 @@ class ArchivedTicks:
     def _day_ticks(self, day: _Day, lo: int, hi: int) -> Iterator[Tick]:
         return _file_ticks(day.symbol, self._listed_file(day), max(lo, day.start), min(hi, day.end))
 
-    def _archived_tick_before(self, symbol: str, time: int) -> tuple[int, int, float] | None:
+    def _archived_tick_before(self, symbol: str, time: int, *, stored_time: int | None = None
+                              ) -> tuple[int, int, float] | None:
         """(time, agg_id, price) of the newest archived tick of ``symbol`` before ``time``: in the
-        newest day the manifest says has one (its file is ordered by (time, agg_id))."""
-        rows = self._archive_rows("SELECT day_ms, file, ticks FROM tick_archive WHERE symbol = ? AND first_time < ? "
-                                  "ORDER BY day_ms DESC LIMIT 1", (symbol, time))
+        newest day the manifest says has one (its file is ordered by (time, agg_id)). None, and no
+        file read, when the ticks table's answer (``stored_time``) is later than that whole day."""
+        rows = self._archive_rows("SELECT day_ms, file, ticks, last_time FROM tick_archive WHERE symbol = ? "
+                                  "AND first_time < ? ORDER BY day_ms DESC LIMIT 1", (symbol, time))
         if not rows:
             return None
-        (d, f, n), = rows
+        (d, f, n, last), = rows
+        if stored_time is not None and stored_time > last:
+            return None
         c = _read_columns(self._listed_file(_Day(symbol, d, self._archive_root() / f, n)))
         i = int(np.searchsorted(c.time, time)) - 1
         return None if i < 0 else (int(c.time[i]), int(c.agg_id[i]), float(c.price[i]))
 
-    def _archived_first_time(self, symbol: str, start: int) -> int | None:
-        """Trade time of the oldest archived tick of ``symbol`` at or after ``start``."""
+    def _archived_first_time(self, symbol: str, start: int, *, stored_time: int | None = None) -> int | None:
+        """Trade time of the oldest archived tick of ``symbol`` at or after ``start`` (the manifest
+        answers unless ``start`` falls inside an archived day). None, and no file read, when the
+        ticks table's answer (``stored_time``) is ``start`` itself."""
         rows = self._archive_rows("SELECT day_ms, file, ticks, first_time FROM tick_archive WHERE symbol = ? "
                                   "AND last_time >= ? ORDER BY day_ms LIMIT 1", (symbol, start))
         if not rows:
@@ -280,6 +286,8 @@ class ArchivedTicks:
         (d, f, n, first), = rows
         if first >= start:  # the manifest knows
             return int(first)
+        if stored_time is not None and stored_time <= start:  # nothing can come sooner
+            return None
         c = _read_columns(self._listed_file(_Day(symbol, d, self._archive_root() / f, n)))
         i = int(np.searchsorted(c.time, start))
         return int(c.time[i]) if i < len(c) else None

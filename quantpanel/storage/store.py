@@ -225,7 +225,7 @@ class Store(MarketTables, ArchivedTicks):
         values = values.strip()
         if not sep or not values.startswith("(") or not values.endswith(")") or "(" in values[1:]:
             if last_as is not None:
-                rows = [(*r[:-1], last_as.get(r[-1], r[-1])) for r in rows]
+                raise ValueError(f"last_as is for a plain one-row INSERT, not {sql[:60]!r}")
             self._db.executemany(sql, rows)  # an upsert, a DELETE: as it is
             return
         width = values.count("?")
@@ -281,14 +281,15 @@ class Store(MarketTables, ArchivedTicks):
         row = self._db.execute("SELECT time, agg_id, price FROM ticks WHERE symbol = ? AND time < ? "
                                "ORDER BY time DESC, agg_id DESC LIMIT 1", (symbol, time)).fetchone()
         found = [(int(row[0]), int(row[1]), float(row[2]))] if row is not None else []
-        archived = self._archived_tick_before(symbol, time)
+        archived = self._archived_tick_before(symbol, time, stored_time=found[0][0] if found else None)
         return max([*found, *([archived] if archived else [])], key=lambda t: t[:2], default=None)
 
     def first_tick_time(self, symbol: str, start: int) -> int | None:
         """Trade time of the oldest tick of ``symbol`` at or after ``start``, archived days included
         (an import before them must not rebuild their cached bars); None when none."""
         row = self._db.execute("SELECT MIN(time) FROM ticks WHERE symbol = ? AND time >= ?", (symbol, start)).fetchone()
-        times = [t for t in (row[0], self._archived_first_time(symbol, start)) if t is not None]
+        stored = None if row[0] is None else int(row[0])
+        times = [t for t in (stored, self._archived_first_time(symbol, start, stored_time=stored)) if t is not None]
         return int(min(times)) if times else None
 
     def iter_ticks(
